@@ -1,0 +1,1452 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dm-cor: a copy-on-read device-mapper target.
+ *
+ * It presents an ORIGIN device through a DESTINATION device.  The first
+ * read of a region is served from the origin and the region is then copied
+ * to the destination in the background; later reads of it hit the
+ * destination.  Writes go to the destination; the origin is never written.
+ * See Documentation/admin-guide/device-mapper/dm-cor.rst.
+ */
+
+#include <linux/atomic.h>
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/hash.h>
+#include <linux/jiffies.h>
+#include <linux/kernel.h>
+#include <linux/list.h>
+#include <linux/log2.h>
+#include <linux/mempool.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include "dm-cor-compat.h"
+#include "dm-cor-metadata.h"
+
+#define DM_MSG_PREFIX "cor"
+
+#define MIN_REGION_SECTORS		BIT(3)	/* 4 KiB */
+#define MAX_REGION_SECTORS		BIT(21)	/* 1 GiB */
+
+#define MIN_REGION_OPS			256	/* size of the region op mempool */
+#define DEFAULT_HYDRATION_THRESHOLD	1
+#define DEFAULT_HYDRATION_BATCH_SIZE	1
+#define MAX_HYDRATION_THRESHOLD		4096
+#define MAX_HYDRATION_BATCH_SIZE	4096
+
+#define COMMIT_PERIOD			HZ
+#define OP_HASH_BITS			10
+
+/* Metadata modes, see the rst */
+enum cor_mode {
+	COR_MODE_RW,		/* metadata may change */
+	COR_MODE_RO,		/* a metadata write failed: no more changes */
+	COR_MODE_FAIL,		/* metadata is unusable: all I/O fails */
+};
+
+/* Bits of cor->flags */
+enum cor_flag {
+	COR_DISCARD_PASSDOWN,		/* discards are passed to the destination */
+	COR_BACKGROUND_HYDRATION,	/* table asked for background hydration */
+	COR_COMMIT_DUE,			/* the periodic commit timer fired */
+};
+
+/*
+ * Serialises everything that changes one unhydrated region: a copy (for a
+ * read or for a partial write) or a whole-region write.  While an op exists
+ * for a region no other op can start on it; writes that arrive meanwhile
+ * wait on @waiting.  Hydrated regions never have ops.
+ */
+struct region_op {
+	struct hlist_node hash;
+	struct list_head copy_entry;	/* on cor->copy_queue */
+	struct cor *cor;
+	unsigned long region;
+	bool for_write;			/* copy done to complete a partial write */
+	struct bio_list waiting;
+};
+
+struct cor_shared_metadata;
+
+struct cor {
+	struct dm_target *ti;
+
+	struct dm_dev *origin_dev;
+	struct dm_dev *dest_dev;
+	struct dm_dev *metadata_dev;	/* NULL for volatile metadata */
+
+	sector_t region_size;
+	unsigned int region_shift;
+	unsigned long nr_regions;
+
+	struct cor_shared_metadata *shared;
+	struct dm_cor_metadata *cmd;
+
+	enum cor_mode mode;		/* READ_ONCE/WRITE_ONCE; set under commit_lock */
+	unsigned long flags;		/* enum cor_flag bits */
+
+	/*
+	 * Protects the op hash table, the deferred bio lists and the copy
+	 * queue, and orders op creation against marking regions hydrated
+	 * (a region is marked and its op removed in one critical section).
+	 */
+	spinlock_t lock;
+	struct hlist_head op_table[1 << OP_HASH_BITS];
+	struct bio_list deferred_bios;		/* to (re)map in the worker */
+	struct bio_list deferred_discards;
+	struct bio_list deferred_flushes;	/* empty REQ_PREFLUSH bios */
+	struct bio_list deferred_completions;	/* FUA writes awaiting a commit */
+	struct list_head copy_queue;		/* ops whose copy is to be issued */
+
+	atomic_t nr_ops;			/* ops alive */
+	atomic_t nr_copies;			/* copies in flight */
+	wait_queue_head_t ops_drained;
+
+	/* Serialises commits and the mode changes a failed commit causes */
+	struct mutex commit_lock;
+
+	unsigned int hydration_threshold;
+	unsigned int hydration_batch_size;
+
+	mempool_t op_pool;
+	struct bio_set discard_bs;
+	struct dm_kcopyd_client *kcopyd;
+	struct workqueue_struct *wq;
+	struct work_struct worker;
+	struct delayed_work waker;
+
+	/* Counters reported by status */
+	atomic64_t origin_read_sectors;
+	atomic64_t copies_done;
+	atomic64_t copies_failed;
+	atomic64_t origin_read_errors;
+
+	/* The table line as given, for STATUSTYPE_TABLE */
+	unsigned int nr_ctr_args;
+	const char **ctr_args;
+};
+
+/* Per-bio data */
+#define COR_BIO_MARK_DIRTY	BIT(0)	/* mark the region dirty on success */
+#define COR_BIO_COMMITTED	BIT(1)	/* FUA write whose commit is done */
+
+struct cor_bio_ctx {
+	struct region_op *op;	/* op this bio holds, released at its end_io */
+	unsigned long region;	/* for COR_BIO_MARK_DIRTY: the sector is gone by end_io */
+	unsigned int flags;
+};
+
+/*
+ * Metadata shared between the tables of one mapped device.
+ *
+ * A table reload constructs the new table while the old one is live, so the
+ * new table must not read the on-disk state (it may lack uncommitted
+ * changes); it takes a reference on the old table's in-core metadata
+ * instead.  The same registry refuses a metadata device already in use by
+ * a different dm device.
+ */
+
+struct cor_shared_metadata {
+	struct list_head list;
+	struct mapped_device *md;
+	dev_t metadata_dev;		/* 0 for volatile metadata */
+	sector_t target_sectors;
+	sector_t region_sectors;
+	struct dm_cor_metadata *cmd;
+	unsigned int refs;
+};
+
+/* Protects shared_metadata_list and the refs of its entries */
+static DEFINE_MUTEX(shared_metadata_lock);
+static LIST_HEAD(shared_metadata_list);
+
+static struct cor_shared_metadata *get_shared_metadata(struct dm_target *ti,
+						       struct block_device *bdev,
+						       sector_t region_sectors)
+{
+	struct mapped_device *md = dm_table_get_md(ti->table);
+	dev_t dev = bdev ? bdev->bd_dev : 0;
+	struct cor_shared_metadata *sm;
+	struct dm_cor_metadata *cmd;
+
+	mutex_lock(&shared_metadata_lock);
+	list_for_each_entry(sm, &shared_metadata_list, list) {
+		if (dev ? sm->metadata_dev != dev : sm->metadata_dev || sm->md != md)
+			continue;
+		if (sm->md != md) {
+			ti->error = "Metadata device is in use by another dm-cor device";
+			sm = ERR_PTR(-EBUSY);
+		} else if (sm->region_sectors != region_sectors) {
+			ti->error = "Region size differs from the metadata";
+			sm = ERR_PTR(-EINVAL);
+		} else if (sm->target_sectors != ti->len) {
+			ti->error = "Device length differs from the metadata";
+			sm = ERR_PTR(-EINVAL);
+		} else {
+			sm->refs++;
+		}
+		goto out;
+	}
+
+	sm = kzalloc(sizeof(*sm), GFP_KERNEL);
+	if (!sm) {
+		ti->error = "Cannot allocate shared metadata";
+		sm = ERR_PTR(-ENOMEM);
+		goto out;
+	}
+	cmd = dm_cor_metadata_open(bdev, ti->len, region_sectors, &ti->error);
+	if (IS_ERR(cmd)) {
+		kfree(sm);
+		sm = ERR_CAST(cmd);
+		goto out;
+	}
+	sm->md = md;
+	sm->metadata_dev = dev;
+	sm->target_sectors = ti->len;
+	sm->region_sectors = region_sectors;
+	sm->cmd = cmd;
+	sm->refs = 1;
+	list_add(&sm->list, &shared_metadata_list);
+out:
+	mutex_unlock(&shared_metadata_lock);
+	return sm;
+}
+
+static void put_shared_metadata(struct cor_shared_metadata *sm)
+{
+	mutex_lock(&shared_metadata_lock);
+	if (!--sm->refs) {
+		list_del(&sm->list);
+		dm_cor_metadata_close(sm->cmd);
+		kfree(sm);
+	}
+	mutex_unlock(&shared_metadata_lock);
+}
+
+/* Helpers */
+
+static void wake_worker(struct cor *cor)
+{
+	queue_work(cor->wq, &cor->worker);
+}
+
+static enum cor_mode get_mode(struct cor *cor)
+{
+	return READ_ONCE(cor->mode);
+}
+
+static const char *mode_name(enum cor_mode mode)
+{
+	switch (mode) {
+	case COR_MODE_RW:
+		return "rw";
+	case COR_MODE_RO:
+		return "ro";
+	default:
+		return "fail";
+	}
+}
+
+static sector_t region_to_sector(struct cor *cor, unsigned long region)
+{
+	return (sector_t)region << cor->region_shift;
+}
+
+/* The last region may be shorter than the others */
+static sector_t region_len(struct cor *cor, unsigned long region)
+{
+	return min(cor->region_size, cor->ti->len - region_to_sector(cor, region));
+}
+
+static sector_t bio_offset_sector(struct cor *cor, struct bio *bio)
+{
+	return dm_target_offset(cor->ti, bio->bi_iter.bi_sector);
+}
+
+static unsigned long bio_region(struct cor *cor, struct bio *bio)
+{
+	return bio_offset_sector(cor, bio) >> cor->region_shift;
+}
+
+static bool bio_covers_region(struct cor *cor, struct bio *bio, unsigned long region)
+{
+	return bio_offset_sector(cor, bio) == region_to_sector(cor, region) &&
+	       bio_sectors(bio) == region_len(cor, region);
+}
+
+static struct cor_bio_ctx *bio_ctx(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(struct cor_bio_ctx));
+}
+
+static void remap_to(struct cor *cor, struct bio *bio, struct dm_dev *dev)
+{
+	bio->bi_iter.bi_sector = bio_offset_sector(cor, bio);
+	bio_set_dev(bio, dev->bdev);
+}
+
+static void defer_bio(struct cor *cor, struct bio_list *list, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&cor->lock, flags);
+	bio_list_add(list, bio);
+	spin_unlock_irqrestore(&cor->lock, flags);
+	wake_worker(cor);
+}
+
+/* Metadata commit and failure handling */
+
+/* Caller holds commit_lock.  Never returns to rw. */
+static void __set_mode(struct cor *cor, enum cor_mode mode)
+{
+	if (mode <= get_mode(cor))
+		return;
+	WRITE_ONCE(cor->mode, mode);
+	DMERR("%s: switching to %s mode", dm_device_name(dm_table_get_md(cor->ti->table)),
+	      mode_name(mode));
+	dm_table_event(cor->ti->table);
+}
+
+/* Caller holds commit_lock */
+static void __metadata_failed(struct cor *cor, const char *op, int r)
+{
+	DMERR("%s: metadata %s failed: error = %d",
+	      dm_device_name(dm_table_get_md(cor->ti->table)), op, r);
+
+	if (dm_cor_metadata_set_needs_check(cor->cmd)) {
+		DMERR("%s: cannot set the needs-check flag",
+		      dm_device_name(dm_table_get_md(cor->ti->table)));
+		__set_mode(cor, COR_MODE_FAIL);
+		return;
+	}
+	__set_mode(cor, COR_MODE_RO);
+}
+
+/*
+ * The one commit path: snapshot the changed bitmap blocks, flush the
+ * destination (so every region the snapshot marks has its data on stable
+ * storage), then write the metadata.  Also called with nothing to commit,
+ * to flush the destination for a REQ_PREFLUSH.
+ */
+static int commit_metadata(struct cor *cor)
+{
+	bool changed;
+	int r;
+
+	mutex_lock(&cor->commit_lock);
+
+	if (get_mode(cor) == COR_MODE_FAIL) {
+		r = -EIO;
+		goto out;
+	}
+
+	changed = get_mode(cor) == COR_MODE_RW && dm_cor_metadata_changed(cor->cmd);
+	if (changed) {
+		r = dm_cor_metadata_pre_commit(cor->cmd);
+		if (r) {
+			__metadata_failed(cor, "pre-commit", r);
+			goto out;
+		}
+	}
+
+	r = blkdev_issue_flush(cor->dest_dev->bdev);
+	if (r) {
+		DMERR_LIMIT("%s: destination flush failed: error = %d",
+			    dm_device_name(dm_table_get_md(cor->ti->table)), r);
+		if (changed)
+			__metadata_failed(cor, "commit (destination flush)", r);
+		goto out;
+	}
+
+	if (changed) {
+		r = dm_cor_metadata_commit(cor->cmd);
+		if (r)
+			__metadata_failed(cor, "commit", r);
+	}
+out:
+	mutex_unlock(&cor->commit_lock);
+	return r;
+}
+
+/* Region ops */
+
+static struct hlist_head *op_bucket(struct cor *cor, unsigned long region)
+{
+	return &cor->op_table[hash_long(region, OP_HASH_BITS)];
+}
+
+/* Caller holds cor->lock */
+static struct region_op *__find_op(struct cor *cor, unsigned long region)
+{
+	struct region_op *op;
+
+	hlist_for_each_entry(op, op_bucket(cor, region), hash)
+		if (op->region == region)
+			return op;
+	return NULL;
+}
+
+/* Caller holds cor->lock.  Doesn't block. */
+static struct region_op *__new_op(struct cor *cor, unsigned long region)
+{
+	struct region_op *op = mempool_alloc(&cor->op_pool, GFP_NOWAIT);
+
+	if (!op)
+		return NULL;
+	op->cor = cor;
+	op->region = region;
+	op->for_write = false;
+	INIT_LIST_HEAD(&op->copy_entry);
+	bio_list_init(&op->waiting);
+	hlist_add_head(&op->hash, op_bucket(cor, region));
+	atomic_inc(&cor->nr_ops);
+	return op;
+}
+
+/* Caller holds cor->lock */
+static void __queue_copy(struct cor *cor, struct region_op *op)
+{
+	list_add_tail(&op->copy_entry, &cor->copy_queue);
+	atomic_inc(&cor->nr_copies);
+}
+
+/*
+ * End an op: optionally mark its region (in the same critical section that
+ * removes the op, so map() never sees the region unhydrated and unlocked
+ * after its data landed), then hand the waiting bios to the worker.
+ * Doesn't block; safe from interrupt context.
+ */
+static void release_op(struct cor *cor, struct region_op *op, bool mark, bool dirty,
+		       blk_status_t waiters_status)
+{
+	struct bio_list waiting = BIO_EMPTY_LIST;
+	unsigned long flags;
+	struct bio *bio;
+
+	spin_lock_irqsave(&cor->lock, flags);
+	if (mark)
+		dm_cor_mark_regions(cor->cmd, op->region, 1, dirty);
+	hlist_del(&op->hash);
+	if (waiters_status == BLK_STS_OK)
+		bio_list_merge(&cor->deferred_bios, &op->waiting);
+	else
+		bio_list_merge(&waiting, &op->waiting);
+	spin_unlock_irqrestore(&cor->lock, flags);
+
+	while ((bio = bio_list_pop(&waiting))) {
+		bio->bi_status = waiters_status;
+		bio_endio(bio);
+	}
+
+	mempool_free(op, &cor->op_pool);
+	if (atomic_dec_and_test(&cor->nr_ops))
+		wake_up(&cor->ops_drained);
+	wake_worker(cor);
+}
+
+static void copy_complete(int read_err, unsigned long write_err, void *context)
+{
+	struct region_op *op = context;
+	struct cor *cor = op->cor;
+	bool ok = !read_err && !write_err;
+
+	atomic_dec(&cor->nr_copies);
+	if (ok) {
+		atomic64_inc(&cor->copies_done);
+	} else {
+		atomic64_inc(&cor->copies_failed);
+		if (read_err)
+			atomic64_inc(&cor->origin_read_errors);
+		DMERR_LIMIT("%s: copy of region %lu failed (%s error)",
+			    dm_device_name(dm_table_get_md(cor->ti->table)), op->region,
+			    read_err ? "origin read" : "destination write");
+	}
+
+	/*
+	 * A failed copy made for a partial write fails that write: its data
+	 * cannot be merged with the origin's.  Writes waiting on a failed
+	 * copy-on-read are retried and start a copy of their own.
+	 */
+	release_op(cor, op, ok, false,
+		   ok || !op->for_write ? BLK_STS_OK : BLK_STS_IOERR);
+}
+
+static void issue_copy(struct cor *cor, struct region_op *op)
+{
+	struct dm_io_region from, to;
+
+	from.bdev = cor->origin_dev->bdev;
+	from.sector = region_to_sector(cor, op->region);
+	from.count = region_len(cor, op->region);
+
+	to.bdev = cor->dest_dev->bdev;
+	to.sector = from.sector;
+	to.count = from.count;
+
+	atomic64_add(from.count, &cor->origin_read_sectors);
+	dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, 0, copy_complete, op);
+}
+
+/* Mapping data bios (reads and writes, never crossing a region) */
+
+static int map_to_dest_write(struct cor *cor, struct bio *bio, unsigned long region)
+{
+	struct cor_bio_ctx *ctx = bio_ctx(bio);
+
+	if (!dm_cor_region_dirty(cor->cmd, region)) {
+		ctx->flags |= COR_BIO_MARK_DIRTY;
+		ctx->region = region;
+	}
+	remap_to(cor, bio, cor->dest_dev);
+	return DM_MAPIO_REMAPPED;
+}
+
+/*
+ * Read of a region that looked unhydrated: serve it from the origin and, if
+ * no op holds the region, take one so the region is copied once the read
+ * completes.  Doesn't block.
+ */
+static int map_cold_read(struct cor *cor, struct bio *bio, unsigned long region)
+{
+	struct cor_bio_ctx *ctx = bio_ctx(bio);
+	unsigned long flags;
+
+	spin_lock_irqsave(&cor->lock, flags);
+	if (dm_cor_region_hydrated(cor->cmd, region)) {
+		spin_unlock_irqrestore(&cor->lock, flags);
+		remap_to(cor, bio, cor->dest_dev);
+		return DM_MAPIO_REMAPPED;
+	}
+	/* Without an op (pool empty, or another op holds it) there is no copy */
+	if (get_mode(cor) == COR_MODE_RW && !__find_op(cor, region))
+		ctx->op = __new_op(cor, region);
+	spin_unlock_irqrestore(&cor->lock, flags);
+
+	atomic64_add(bio_sectors(bio), &cor->origin_read_sectors);
+	remap_to(cor, bio, cor->origin_dev);
+	return DM_MAPIO_REMAPPED;
+}
+
+/*
+ * Write to a region that looked unhydrated.  A whole-region write takes the
+ * region's op and goes straight to the destination; a partial write waits
+ * for a copy of the region first.  Doesn't block.
+ */
+static int map_cold_write(struct cor *cor, struct bio *bio, unsigned long region)
+{
+	struct cor_bio_ctx *ctx = bio_ctx(bio);
+	struct region_op *op;
+	unsigned long flags;
+
+	spin_lock_irqsave(&cor->lock, flags);
+	if (dm_cor_region_hydrated(cor->cmd, region)) {
+		spin_unlock_irqrestore(&cor->lock, flags);
+		return map_to_dest_write(cor, bio, region);
+	}
+
+	op = __find_op(cor, region);
+	if (op) {
+		bio_list_add(&op->waiting, bio);
+		spin_unlock_irqrestore(&cor->lock, flags);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	if (get_mode(cor) != COR_MODE_RW) {
+		spin_unlock_irqrestore(&cor->lock, flags);
+		return DM_MAPIO_KILL;
+	}
+
+	op = __new_op(cor, region);
+	if (!op) {
+		/* Retried by the worker once an op is freed (or by the waker) */
+		bio_list_add(&cor->deferred_bios, bio);
+		spin_unlock_irqrestore(&cor->lock, flags);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	if (bio_covers_region(cor, bio, region)) {
+		ctx->op = op;
+		spin_unlock_irqrestore(&cor->lock, flags);
+		remap_to(cor, bio, cor->dest_dev);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	op->for_write = true;
+	bio_list_add(&op->waiting, bio);
+	__queue_copy(cor, op);
+	spin_unlock_irqrestore(&cor->lock, flags);
+	wake_worker(cor);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int map_data_bio(struct cor *cor, struct bio *bio)
+{
+	unsigned long region = bio_region(cor, bio);
+
+	if (bio_data_dir(bio) == READ) {
+		if (dm_cor_region_hydrated(cor->cmd, region)) {
+			remap_to(cor, bio, cor->dest_dev);
+			return DM_MAPIO_REMAPPED;
+		}
+		return map_cold_read(cor, bio, region);
+	}
+
+	if (dm_cor_region_hydrated(cor->cmd, region))
+		return map_to_dest_write(cor, bio, region);
+	return map_cold_write(cor, bio, region);
+}
+
+/* Discards */
+
+/*
+ * Whole regions covered by the discard are marked DIRTY (their data is now
+ * undefined, so the origin need never be read) unless an op holds them; the
+ * discard then passes down for every hydrated region it touches.
+ */
+static void process_discard(struct cor *cor, struct bio *bio)
+{
+	sector_t start = bio_offset_sector(cor, bio), end = start + bio_sectors(bio);
+	unsigned long first = start >> cor->region_shift;
+	unsigned long last = (end - 1) >> cor->region_shift;
+	unsigned long whole_first = DIV_ROUND_UP_SECTOR_T(start, cor->region_size);
+	unsigned long whole_end = end >> cor->region_shift;
+	unsigned long region, run_end;
+	struct bio *child;
+
+	if (end == cor->ti->len)
+		whole_end = cor->nr_regions;	/* a short last region counts as whole */
+
+	if (get_mode(cor) != COR_MODE_RW) {
+		bio_io_error(bio);
+		return;
+	}
+
+	for (region = whole_first; region < whole_end; region++) {
+		unsigned long flags;
+
+		spin_lock_irqsave(&cor->lock, flags);
+		if (!__find_op(cor, region)) {
+			/* No op anywhere: mark the rest of the range at once */
+			if (!atomic_read(&cor->nr_ops)) {
+				dm_cor_mark_regions(cor->cmd, region, whole_end - region, true);
+				region = whole_end;
+			} else {
+				dm_cor_mark_regions(cor->cmd, region, 1, true);
+			}
+		}
+		spin_unlock_irqrestore(&cor->lock, flags);
+	}
+
+	if (!test_bit(COR_DISCARD_PASSDOWN, &cor->flags)) {
+		bio_endio(bio);
+		return;
+	}
+
+	/* One child discard per run of hydrated regions, chained to @bio */
+	region = first;
+	while (region <= last) {
+		region = dm_cor_find_next_region(cor->cmd, false, true, region, last + 1);
+		if (region > last)
+			break;
+		run_end = dm_cor_find_next_region(cor->cmd, false, false, region, last + 1);
+
+		child = bio_alloc_bioset(cor->dest_dev->bdev, 0, REQ_OP_DISCARD, GFP_NOIO,
+					 &cor->discard_bs);
+		child->bi_iter.bi_sector = max(start, region_to_sector(cor, region));
+		child->bi_iter.bi_size = (min(end, region_to_sector(cor, run_end)) -
+					  child->bi_iter.bi_sector) << SECTOR_SHIFT;
+		bio_chain(child, bio);
+		submit_bio_noacct(child);
+		region = run_end;
+	}
+	bio_endio(bio);
+}
+
+/* The worker */
+
+static void take_list(struct cor *cor, struct bio_list *dst, struct bio_list *src)
+{
+	spin_lock_irq(&cor->lock);
+	bio_list_merge(dst, src);
+	bio_list_init(src);
+	spin_unlock_irq(&cor->lock);
+}
+
+static void process_copy_queue(struct cor *cor)
+{
+	struct region_op *op, *tmp;
+	LIST_HEAD(ops);
+
+	spin_lock_irq(&cor->lock);
+	list_splice_init(&cor->copy_queue, &ops);
+	spin_unlock_irq(&cor->lock);
+
+	list_for_each_entry_safe(op, tmp, &ops, copy_entry) {
+		list_del_init(&op->copy_entry);
+		issue_copy(cor, op);
+	}
+}
+
+static void process_deferred_bios(struct cor *cor)
+{
+	struct bio_list bios = BIO_EMPTY_LIST;
+	struct bio *bio;
+
+	take_list(cor, &bios, &cor->deferred_bios);
+	while ((bio = bio_list_pop(&bios))) {
+		switch (map_data_bio(cor, bio)) {
+		case DM_MAPIO_REMAPPED:
+			submit_bio_noacct(bio);
+			break;
+		case DM_MAPIO_KILL:
+			bio_io_error(bio);
+			break;
+		}
+	}
+}
+
+static void process_deferred_discards(struct cor *cor)
+{
+	struct bio_list bios = BIO_EMPTY_LIST;
+	struct bio *bio;
+
+	take_list(cor, &bios, &cor->deferred_discards);
+	while ((bio = bio_list_pop(&bios)))
+		process_discard(cor, bio);
+}
+
+/*
+ * Flushes and FUA completions wait for one commit, which covers every write
+ * that completed before it started.
+ */
+static void process_commit(struct cor *cor)
+{
+	struct bio_list bios = BIO_EMPTY_LIST;
+	blk_status_t status;
+	struct bio *bio;
+
+	take_list(cor, &bios, &cor->deferred_flushes);
+	take_list(cor, &bios, &cor->deferred_completions);
+
+	if (bio_list_empty(&bios)) {
+		if (!test_and_clear_bit(COR_COMMIT_DUE, &cor->flags) ||
+		    !dm_cor_metadata_changed(cor->cmd))
+			return;
+	}
+
+	status = errno_to_blk_status(commit_metadata(cor));
+	while ((bio = bio_list_pop(&bios))) {
+		bio_ctx(bio)->flags |= COR_BIO_COMMITTED;
+		if (status)
+			bio->bi_status = status;
+		bio_endio(bio);
+	}
+}
+
+static void do_worker(struct work_struct *work)
+{
+	struct cor *cor = container_of(work, struct cor, worker);
+
+	process_copy_queue(cor);
+	process_deferred_bios(cor);
+	process_copy_queue(cor);
+	process_deferred_discards(cor);
+	process_commit(cor);
+}
+
+/* Periodic commit; also retries bios deferred for lack of memory */
+static void do_waker(struct work_struct *work)
+{
+	struct cor *cor = container_of(to_delayed_work(work), struct cor, waker);
+
+	set_bit(COR_COMMIT_DUE, &cor->flags);
+	wake_worker(cor);
+	queue_delayed_work(cor->wq, &cor->waker, COMMIT_PERIOD);
+}
+
+/* Target methods: I/O */
+
+static int cor_map(struct dm_target *ti, struct bio *bio)
+{
+	struct cor *cor = ti->private;
+	struct cor_bio_ctx *ctx = bio_ctx(bio);
+
+	ctx->op = NULL;
+	ctx->flags = 0;
+
+	if (unlikely(get_mode(cor) == COR_MODE_FAIL))
+		return DM_MAPIO_KILL;
+
+	if (bio->bi_opf & REQ_PREFLUSH) {
+		defer_bio(cor, &cor->deferred_flushes, bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+	case REQ_OP_WRITE:
+		return map_data_bio(cor, bio);
+	case REQ_OP_DISCARD:
+		defer_bio(cor, &cor->deferred_discards, bio);
+		return DM_MAPIO_SUBMITTED;
+	default:
+		return DM_MAPIO_KILL;
+	}
+}
+
+static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
+{
+	struct cor *cor = ti->private;
+	struct cor_bio_ctx *ctx = bio_ctx(bio);
+	struct region_op *op = ctx->op;
+	unsigned long flags;
+
+	if (ctx->flags & COR_BIO_COMMITTED)
+		return DM_ENDIO_DONE;
+
+	ctx->op = NULL;
+	if (bio_data_dir(bio) == READ) {
+		if (!op)
+			return DM_ENDIO_DONE;
+		if (*error) {
+			atomic64_inc(&cor->origin_read_errors);
+			release_op(cor, op, false, false, BLK_STS_OK);
+			return DM_ENDIO_DONE;
+		}
+		/* The copy is issued from the worker: not on this read's path */
+		spin_lock_irqsave(&cor->lock, flags);
+		__queue_copy(cor, op);
+		spin_unlock_irqrestore(&cor->lock, flags);
+		wake_worker(cor);
+		return DM_ENDIO_DONE;
+	}
+
+	if (bio_op(bio) != REQ_OP_WRITE)
+		return DM_ENDIO_DONE;
+
+	if (op) {
+		/* Whole-region write: the region is now hydrated and dirty */
+		release_op(cor, op, !*error, true, BLK_STS_OK);
+	} else if ((ctx->flags & COR_BIO_MARK_DIRTY) && !*error &&
+		   get_mode(cor) == COR_MODE_RW) {
+		dm_cor_mark_regions(cor->cmd, ctx->region, 1, true);
+	}
+
+	if ((bio->bi_opf & REQ_FUA) && !*error) {
+		defer_bio(cor, &cor->deferred_completions, bio);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	return DM_ENDIO_DONE;
+}
+
+/* Target methods: suspend and resume */
+
+static void cor_postsuspend(struct dm_target *ti)
+{
+	struct cor *cor = ti->private;
+
+	cancel_delayed_work_sync(&cor->waker);
+
+	/* User bios are done, but copies started by completed reads may not be */
+	wait_event(cor->ops_drained, !atomic_read(&cor->nr_ops));
+	flush_workqueue(cor->wq);
+
+	if (commit_metadata(cor))
+		DMERR("%s: commit at suspend failed",
+		      dm_device_name(dm_table_get_md(ti->table)));
+}
+
+static void cor_resume(struct dm_target *ti)
+{
+	struct cor *cor = ti->private;
+
+	queue_delayed_work(cor->wq, &cor->waker, COMMIT_PERIOD);
+	wake_worker(cor);
+}
+
+/* Target methods: status and messages */
+
+static void emit_features(struct cor *cor, char *result, unsigned int maxlen,
+			  ssize_t *sz_ptr)
+{
+	bool hydration = test_bit(COR_BACKGROUND_HYDRATION, &cor->flags);
+	bool no_passdown = !test_bit(COR_DISCARD_PASSDOWN, &cor->flags);
+	ssize_t sz = *sz_ptr;
+
+	DMEMIT("%u ", hydration + no_passdown);
+	if (hydration)
+		DMEMIT("background_hydration ");
+	if (no_passdown)
+		DMEMIT("no_discard_passdown ");
+	*sz_ptr = sz;
+}
+
+/*
+ * Status format (STATUSTYPE_INFO):
+ *
+ * <metadata block size> <#used metadata blocks>/<#total metadata blocks>
+ * <region size> <#hydrated regions>/<#total regions> <#hydrating regions>
+ * <#dirty regions> <mode> <#features> <features>* <#core args> <core args>*
+ * <#counter words> <counter name> <value> ...
+ *
+ * Volatile metadata prints "- -/-" for the two metadata fields.
+ */
+static void cor_status(struct dm_target *ti, status_type_t type,
+		       unsigned int status_flags, char *result, unsigned int maxlen)
+{
+	struct cor *cor = ti->private;
+	u64 used, total;
+	unsigned int i;
+	ssize_t sz = 0;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		if (dm_cor_metadata_is_volatile(cor->cmd)) {
+			DMEMIT("- -/- ");
+		} else {
+			dm_cor_metadata_usage(cor->cmd, &used, &total);
+			DMEMIT("%u %llu/%llu ", DM_COR_METADATA_BLOCK_SECTORS, used, total);
+		}
+		DMEMIT("%llu %lu/%lu %d %lu %s ",
+		       (unsigned long long)cor->region_size,
+		       dm_cor_nr_hydrated(cor->cmd), cor->nr_regions,
+		       atomic_read(&cor->nr_copies), dm_cor_nr_dirty(cor->cmd),
+		       mode_name(get_mode(cor)));
+		emit_features(cor, result, maxlen, &sz);
+		DMEMIT("4 hydration_threshold %u hydration_batch_size %u ",
+		       READ_ONCE(cor->hydration_threshold),
+		       READ_ONCE(cor->hydration_batch_size));
+		DMEMIT("8 origin_read_sectors %lld copies_done %lld ",
+		       (long long)atomic64_read(&cor->origin_read_sectors),
+		       (long long)atomic64_read(&cor->copies_done));
+		DMEMIT("copies_failed %lld origin_read_errors %lld",
+		       (long long)atomic64_read(&cor->copies_failed),
+		       (long long)atomic64_read(&cor->origin_read_errors));
+		break;
+
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s %s %s", cor->origin_dev->name, cor->dest_dev->name,
+		       cor->metadata_dev ? cor->metadata_dev->name : "-");
+		for (i = 0; i < cor->nr_ctr_args; i++)
+			DMEMIT(" %s", cor->ctr_args[i]);
+		break;
+
+	default:
+		*result = '\0';
+		break;
+	}
+}
+
+/* Print the set bits of a bitmap window as inclusive ranges "a-b" or "a" */
+static int emit_bitmap(struct cor *cor, unsigned int argc, char **argv,
+		       char *result, unsigned int maxlen)
+{
+	unsigned long first, nr, start, end, run_end;
+	ssize_t sz = 0;
+	bool dirty;
+
+	if (argc != 4) {
+		DMERR("bitmap: usage: bitmap hydrated|dirty <first_region> <nr_regions>");
+		return -EINVAL;
+	}
+	if (!strcasecmp(argv[1], "hydrated")) {
+		dirty = false;
+	} else if (!strcasecmp(argv[1], "dirty")) {
+		dirty = true;
+	} else {
+		DMERR("bitmap: unknown bitmap '%s' (hydrated or dirty)", argv[1]);
+		return -EINVAL;
+	}
+	if (kstrtoul(argv[2], 10, &first) || kstrtoul(argv[3], 10, &nr) ||
+	    first >= cor->nr_regions || nr > cor->nr_regions - first) {
+		DMERR("bitmap: window %s+%s is outside regions 0-%lu",
+		      argv[2], argv[3], cor->nr_regions - 1);
+		return -EINVAL;
+	}
+
+	end = first + nr;
+	start = dm_cor_find_next_region(cor->cmd, dirty, true, first, end);
+	while (start < end) {
+		run_end = dm_cor_find_next_region(cor->cmd, dirty, false, start, end);
+		if (run_end - start == 1)
+			DMEMIT("%s%lu", sz ? " " : "", start);
+		else
+			DMEMIT("%s%lu-%lu", sz ? " " : "", start, run_end - 1);
+		start = dm_cor_find_next_region(cor->cmd, dirty, true, run_end, end);
+	}
+	if (!sz)
+		*result = '\0';
+	return 1;
+}
+
+static int set_tunable(struct cor *cor, unsigned int argc, char **argv,
+		       unsigned int *tunable, unsigned int max)
+{
+	unsigned int value;
+
+	if (argc != 2 || kstrtouint(argv[1], 10, &value) || !value || value > max) {
+		DMERR("%s: expects one number between 1 and %u", argv[0], max);
+		return -EINVAL;
+	}
+	WRITE_ONCE(*tunable, value);
+	return 0;
+}
+
+static int cor_message(struct dm_target *ti, unsigned int argc, char **argv,
+		       char *result, unsigned int maxlen)
+{
+	struct cor *cor = ti->private;
+
+	if (!argc)
+		return -EINVAL;
+
+	if (!strcasecmp(argv[0], "bitmap"))
+		return emit_bitmap(cor, argc, argv, result, maxlen);
+
+	if (!strcasecmp(argv[0], "hydration_threshold"))
+		return set_tunable(cor, argc, argv, &cor->hydration_threshold,
+				   MAX_HYDRATION_THRESHOLD);
+
+	if (!strcasecmp(argv[0], "hydration_batch_size"))
+		return set_tunable(cor, argc, argv, &cor->hydration_batch_size,
+				   MAX_HYDRATION_BATCH_SIZE);
+
+	DMERR("%s: unsupported message '%s'",
+	      dm_device_name(dm_table_get_md(ti->table)), argv[0]);
+	return -EINVAL;
+}
+
+/* Target methods: limits */
+
+static int cor_iterate_devices(struct dm_target *ti, iterate_devices_callout_fn fn,
+			       void *data)
+{
+	struct cor *cor = ti->private;
+	int r;
+
+	r = fn(ti, cor->dest_dev, 0, ti->len, data);
+	if (!r)
+		r = fn(ti, cor->origin_dev, 0, ti->len, data);
+	return r;
+}
+
+static void cor_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct cor *cor = ti->private;
+	u64 io_opt_sectors = limits->io_opt >> SECTOR_SHIFT;
+
+	/* Keep a stacked io_opt that is already a multiple of the region size */
+	if (io_opt_sectors < cor->region_size || do_div(io_opt_sectors, cor->region_size))
+		limits->io_opt = cor->region_size << SECTOR_SHIFT;
+
+	/* Discards are always accepted: whole regions are marked, see process_discard */
+	limits->discard_granularity = cor->region_size << SECTOR_SHIFT;
+	limits->max_hw_discard_sectors = round_down(UINT_MAX >> SECTOR_SHIFT, cor->region_size);
+	limits->max_discard_sectors = limits->max_hw_discard_sectors;
+}
+
+/* Constructor and destructor */
+
+static struct kmem_cache *region_op_cache;
+
+static int parse_origin_dev(struct cor *cor, struct dm_arg_set *as, char **error)
+{
+	int r;
+
+	r = dm_get_device(cor->ti, dm_shift_arg(as), COR_OPEN_READ, &cor->origin_dev);
+	if (r) {
+		*error = "Error opening origin device";
+		return r;
+	}
+	if (bdev_nr_sectors(cor->origin_dev->bdev) < cor->ti->len) {
+		*error = "Origin device is too small";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_dest_dev(struct cor *cor, struct dm_arg_set *as, char **error)
+{
+	int r;
+
+	r = dm_get_device(cor->ti, dm_shift_arg(as), COR_OPEN_READ | COR_OPEN_WRITE,
+			  &cor->dest_dev);
+	if (r) {
+		*error = "Error opening destination device";
+		return r;
+	}
+	if (bdev_nr_sectors(cor->dest_dev->bdev) < cor->ti->len) {
+		*error = "Destination device is too small";
+		return -EINVAL;
+	}
+	if (cor->dest_dev->bdev == cor->origin_dev->bdev) {
+		*error = "Origin and destination are the same device";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_metadata_dev(struct cor *cor, struct dm_arg_set *as, char **error)
+{
+	const char *path = dm_shift_arg(as);
+	struct block_device *bdev;
+	int r;
+
+	if (!strcmp(path, "-")) {
+		/* User writes could not be tracked across a restart */
+		if (dm_table_get_mode(cor->ti->table) & COR_OPEN_WRITE) {
+			*error = "Volatile metadata requires a read-only table";
+			return -EINVAL;
+		}
+		return 0;
+	}
+
+	r = dm_get_device(cor->ti, path, COR_OPEN_READ | COR_OPEN_WRITE, &cor->metadata_dev);
+	if (r) {
+		*error = "Error opening metadata device";
+		return r;
+	}
+	bdev = cor->metadata_dev->bdev;
+	if (bdev == cor->origin_dev->bdev || bdev == cor->dest_dev->bdev) {
+		*error = "Metadata device must differ from origin and destination";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_region_size(struct cor *cor, struct dm_arg_set *as, char **error)
+{
+	static const struct dm_arg arg = {
+		MIN_REGION_SECTORS, MAX_REGION_SECTORS,
+		"Region size must be between 8 and 2097152 sectors"
+	};
+	unsigned int region_size;
+	int r;
+
+	r = dm_read_arg(&arg, as, &region_size, error);
+	if (r)
+		return r;
+	if (!is_power_of_2(region_size)) {
+		*error = "Region size must be a power of two";
+		return -EINVAL;
+	}
+	if ((region_size << SECTOR_SHIFT) < bdev_logical_block_size(cor->origin_dev->bdev) ||
+	    (region_size << SECTOR_SHIFT) < bdev_logical_block_size(cor->dest_dev->bdev)) {
+		*error = "Region size is smaller than a logical block";
+		return -EINVAL;
+	}
+
+	cor->region_size = region_size;
+	cor->region_shift = __ffs(region_size);
+	cor->nr_regions = dm_sector_div_up(cor->ti->len, region_size);
+	return 0;
+}
+
+static int parse_optional_args(struct cor *cor, struct dm_arg_set *as, char **error)
+{
+	static const struct dm_arg args[] = {
+		{0, 6, "Invalid number of optional arguments"},
+		{1, MAX_HYDRATION_THRESHOLD, "Invalid hydration_threshold"},
+		{1, MAX_HYDRATION_BATCH_SIZE, "Invalid hydration_batch_size"},
+	};
+	bool passdown = true;
+	unsigned int argc;
+	const char *name;
+	int r;
+
+	r = dm_read_arg_group(&args[0], as, &argc, error);
+	if (r)
+		return r;
+
+	while (argc) {
+		name = dm_shift_arg(as);
+		argc--;
+
+		if (!strcasecmp(name, "background_hydration")) {
+			set_bit(COR_BACKGROUND_HYDRATION, &cor->flags);
+		} else if (!strcasecmp(name, "no_discard_passdown")) {
+			passdown = false;
+		} else if (!strcasecmp(name, "hydration_threshold") && argc) {
+			r = dm_read_arg(&args[1], as, &cor->hydration_threshold, error);
+			argc--;
+		} else if (!strcasecmp(name, "hydration_batch_size") && argc) {
+			r = dm_read_arg(&args[2], as, &cor->hydration_batch_size, error);
+			argc--;
+		} else {
+			*error = "Invalid or incomplete optional argument";
+			r = -EINVAL;
+		}
+		if (r)
+			return r;
+	}
+
+	if (as->argc) {
+		*error = "Too many arguments";
+		return -EINVAL;
+	}
+
+	if (passdown && !bdev_max_discard_sectors(cor->dest_dev->bdev))
+		DMWARN("%s: destination does not support discards; not passing them down",
+		       dm_device_name(dm_table_get_md(cor->ti->table)));
+	else if (passdown)
+		set_bit(COR_DISCARD_PASSDOWN, &cor->flags);
+	return 0;
+}
+
+/* Keep the table line from the region size on, printed back by status */
+static int copy_ctr_args(struct cor *cor, unsigned int argc, char **argv, char **error)
+{
+	const char **copy;
+	unsigned int i;
+
+	copy = kcalloc(argc, sizeof(*copy), GFP_KERNEL);
+	if (!copy)
+		goto bad;
+	cor->ctr_args = copy;
+	for (i = 0; i < argc; i++) {
+		copy[i] = kstrdup(argv[i], GFP_KERNEL);
+		if (!copy[i])
+			goto bad;
+		cor->nr_ctr_args++;
+	}
+	return 0;
+bad:
+	*error = "Cannot allocate the table line copy";
+	return -ENOMEM;
+}
+
+static void free_ctr_args(struct cor *cor)
+{
+	unsigned int i;
+
+	for (i = 0; i < cor->nr_ctr_args; i++)
+		kfree(cor->ctr_args[i]);
+	kfree(cor->ctr_args);
+}
+
+static void put_devices(struct cor *cor)
+{
+	if (cor->metadata_dev)
+		dm_put_device(cor->ti, cor->metadata_dev);
+	if (cor->dest_dev)
+		dm_put_device(cor->ti, cor->dest_dev);
+	if (cor->origin_dev)
+		dm_put_device(cor->ti, cor->origin_dev);
+}
+
+static int parse_table(struct cor *cor, unsigned int argc, char **argv, char **error)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	int r;
+
+	if (argc < 4) {
+		*error = "Invalid number of arguments";
+		return -EINVAL;
+	}
+
+	r = parse_origin_dev(cor, &as, error);
+	if (!r)
+		r = parse_dest_dev(cor, &as, error);
+	if (!r)
+		r = parse_metadata_dev(cor, &as, error);
+	if (!r)
+		r = parse_region_size(cor, &as, error);
+	if (!r)
+		r = parse_optional_args(cor, &as, error);
+	if (!r)
+		r = copy_ctr_args(cor, argc - 3, argv + 3, error);
+	return r;
+}
+
+static void init_state(struct cor *cor)
+{
+	unsigned int i;
+
+	spin_lock_init(&cor->lock);
+	for (i = 0; i < ARRAY_SIZE(cor->op_table); i++)
+		INIT_HLIST_HEAD(&cor->op_table[i]);
+	bio_list_init(&cor->deferred_bios);
+	bio_list_init(&cor->deferred_discards);
+	bio_list_init(&cor->deferred_flushes);
+	bio_list_init(&cor->deferred_completions);
+	INIT_LIST_HEAD(&cor->copy_queue);
+	atomic_set(&cor->nr_ops, 0);
+	atomic_set(&cor->nr_copies, 0);
+	init_waitqueue_head(&cor->ops_drained);
+	mutex_init(&cor->commit_lock);
+	INIT_WORK(&cor->worker, do_worker);
+	INIT_DELAYED_WORK(&cor->waker, do_waker);
+	atomic64_set(&cor->origin_read_sectors, 0);
+	atomic64_set(&cor->copies_done, 0);
+	atomic64_set(&cor->copies_failed, 0);
+	atomic64_set(&cor->origin_read_errors, 0);
+	cor->mode = COR_MODE_RW;
+}
+
+/*
+ * Construct a cor device:
+ *
+ * <start> <len> cor <origin dev> <destination dev> <metadata dev | ->
+ *     <region size> [<#opt args> <opt arg>*]
+ *
+ * Optional args:
+ *   background_hydration
+ *   hydration_threshold <#regions>
+ *   hydration_batch_size <#regions>
+ *   no_discard_passdown
+ */
+static int cor_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct cor *cor;
+	int r;
+
+	cor = kzalloc(sizeof(*cor), GFP_KERNEL);
+	if (!cor) {
+		ti->error = "Cannot allocate cor context";
+		return -ENOMEM;
+	}
+	cor->ti = ti;
+	cor->hydration_threshold = DEFAULT_HYDRATION_THRESHOLD;
+	cor->hydration_batch_size = DEFAULT_HYDRATION_BATCH_SIZE;
+	init_state(cor);
+
+	r = parse_table(cor, argc, argv, &ti->error);
+	if (r)
+		goto out_put_devices;
+
+	cor->shared = get_shared_metadata(ti, cor->metadata_dev ? cor->metadata_dev->bdev : NULL,
+					  cor->region_size);
+	if (IS_ERR(cor->shared)) {
+		r = PTR_ERR(cor->shared);
+		goto out_put_devices;
+	}
+	cor->cmd = cor->shared->cmd;
+
+	r = mempool_init_slab_pool(&cor->op_pool, MIN_REGION_OPS, region_op_cache);
+	if (r) {
+		ti->error = "Cannot allocate the region op mempool";
+		goto out_put_metadata;
+	}
+
+	r = bioset_init(&cor->discard_bs, BIO_POOL_SIZE, 0, 0);
+	if (r) {
+		ti->error = "Cannot allocate the discard bioset";
+		goto out_mempool;
+	}
+
+	cor->kcopyd = dm_kcopyd_client_create(NULL);
+	if (IS_ERR(cor->kcopyd)) {
+		r = PTR_ERR(cor->kcopyd);
+		ti->error = "Cannot create the kcopyd client";
+		goto out_bioset;
+	}
+
+	cor->wq = alloc_workqueue("dm-" DM_MSG_PREFIX, WQ_MEM_RECLAIM, 0);
+	if (!cor->wq) {
+		r = -ENOMEM;
+		ti->error = "Cannot allocate the workqueue";
+		goto out_kcopyd;
+	}
+
+	r = dm_set_target_max_io_len(ti, cor->region_size);
+	if (r) {
+		ti->error = "Cannot set the maximum I/O length";
+		goto out_wq;
+	}
+
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->num_discard_bios = 1;
+	ti->discards_supported = true;
+	ti->per_io_data_size = sizeof(struct cor_bio_ctx);
+	ti->private = cor;
+	return 0;
+
+out_wq:
+	destroy_workqueue(cor->wq);
+out_kcopyd:
+	dm_kcopyd_client_destroy(cor->kcopyd);
+out_bioset:
+	bioset_exit(&cor->discard_bs);
+out_mempool:
+	mempool_exit(&cor->op_pool);
+out_put_metadata:
+	put_shared_metadata(cor->shared);
+out_put_devices:
+	put_devices(cor);
+	free_ctr_args(cor);
+	kfree(cor);
+	return r;
+}
+
+static void cor_dtr(struct dm_target *ti)
+{
+	struct cor *cor = ti->private;
+
+	cancel_delayed_work_sync(&cor->waker);
+	destroy_workqueue(cor->wq);
+	dm_kcopyd_client_destroy(cor->kcopyd);
+	bioset_exit(&cor->discard_bs);
+	mempool_exit(&cor->op_pool);
+	put_shared_metadata(cor->shared);
+	put_devices(cor);
+	free_ctr_args(cor);
+	kfree(cor);
+}
+
+/* Module */
+
+static struct target_type cor_target = {
+	.name = "cor",
+	.version = {1, 0, 0},
+	.module = THIS_MODULE,
+	.ctr = cor_ctr,
+	.dtr = cor_dtr,
+	.map = cor_map,
+	.end_io = cor_endio,
+	.postsuspend = cor_postsuspend,
+	.resume = cor_resume,
+	.status = cor_status,
+	.message = cor_message,
+	.io_hints = cor_io_hints,
+	.iterate_devices = cor_iterate_devices,
+};
+
+static int __init dm_cor_init(void)
+{
+	int r;
+
+	region_op_cache = KMEM_CACHE(region_op, 0);
+	if (!region_op_cache)
+		return -ENOMEM;
+
+	r = dm_register_target(&cor_target);
+	if (r < 0) {
+		DMERR("Failed to register the cor target");
+		kmem_cache_destroy(region_op_cache);
+	}
+	return r;
+}
+
+static void __exit dm_cor_exit(void)
+{
+	dm_unregister_target(&cor_target);
+	kmem_cache_destroy(region_op_cache);
+}
+
+module_init(dm_cor_init);
+module_exit(dm_cor_exit);
+
+MODULE_DESCRIPTION(DM_NAME " copy-on-read target");
+MODULE_AUTHOR("The dm-cor developers");
+MODULE_LICENSE("GPL");
+MODULE_ALIAS("dm-cor");
