@@ -52,7 +52,7 @@ struct dm_cor_metadata {
 	 * last commit, and during the interval before it.  The inactive area
 	 * was last written two commits ago, so a commit rewrites both sets.
 	 */
-	unsigned long *changed_blocks;
+	unsigned long *changed_blocks;	/* NULL for volatile metadata */
 	unsigned long *changed_before;
 	bool changed;
 
@@ -119,7 +119,7 @@ unsigned long dm_cor_find_next_region(struct dm_cor_metadata *cmd, bool dirty,
 
 bool dm_cor_metadata_changed(struct dm_cor_metadata *cmd)
 {
-	return READ_ONCE(cmd->changed);
+	return cmd->bdev && READ_ONCE(cmd->changed);
 }
 
 void dm_cor_metadata_usage(struct dm_cor_metadata *cmd, u64 *used, u64 *total)
@@ -141,10 +141,13 @@ static unsigned long __set_bits(struct dm_cor_metadata *cmd, unsigned int kind,
 		bitmap_set(bitmap, zero, one - zero);
 		added += one - zero;
 
-		first_block = zero / DM_COR_BITS_PER_BLOCK;
-		last_block = (one - 1) / DM_COR_BITS_PER_BLOCK;
-		bitmap_set(cmd->changed_blocks, kind * cmd->bitmap_blocks + first_block,
-			   last_block - first_block + 1);
+		if (cmd->changed_blocks) {
+			first_block = zero / DM_COR_BITS_PER_BLOCK;
+			last_block = (one - 1) / DM_COR_BITS_PER_BLOCK;
+			bitmap_set(cmd->changed_blocks,
+				   kind * cmd->bitmap_blocks + first_block,
+				   last_block - first_block + 1);
+		}
 
 		zero = find_next_zero_bit(bitmap, end, one);
 	}

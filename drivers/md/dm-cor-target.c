@@ -150,13 +150,14 @@ struct cor_bio_ctx {
  * A table reload constructs the new table while the old one is live, so the
  * new table must not read the on-disk state (it may lack uncommitted
  * changes); it takes a reference on the old table's in-core metadata
- * instead.  The same registry refuses a metadata device already in use by
- * a different dm device.
+ * instead, found by dm device and target start.  The same registry refuses
+ * a metadata device already in use by another dm device or target.
  */
 
 struct cor_shared_metadata {
 	struct list_head list;
-	struct mapped_device *md;
+	struct mapped_device *md;	/* with @begin, the target sharing it */
+	sector_t begin;
 	dev_t metadata_dev;		/* 0 for volatile metadata */
 	sector_t target_sectors;
 	sector_t region_sectors;
@@ -179,9 +180,10 @@ static struct cor_shared_metadata *get_shared_metadata(struct dm_target *ti,
 
 	mutex_lock(&shared_metadata_lock);
 	list_for_each_entry(sm, &shared_metadata_list, list) {
-		if (dev ? sm->metadata_dev != dev : sm->metadata_dev || sm->md != md)
+		if (dev ? sm->metadata_dev != dev :
+			  sm->metadata_dev || sm->md != md || sm->begin != ti->begin)
 			continue;
-		if (sm->md != md) {
+		if (sm->md != md || sm->begin != ti->begin) {
 			ti->error = "Metadata device is in use by another dm-cor device";
 			sm = ERR_PTR(-EBUSY);
 		} else if (sm->region_sectors != region_sectors) {
@@ -209,6 +211,7 @@ static struct cor_shared_metadata *get_shared_metadata(struct dm_target *ti,
 		goto out;
 	}
 	sm->md = md;
+	sm->begin = ti->begin;
 	sm->metadata_dev = dev;
 	sm->target_sectors = ti->len;
 	sm->region_sectors = region_sectors;
@@ -658,6 +661,12 @@ static void process_discard(struct cor *cor, struct bio *bio)
 		if (region > last)
 			break;
 		run_end = dm_cor_find_next_region(cor->cmd, false, false, region, last + 1);
+
+		/* A copy may have completed since the marking above: keep it DIRTY */
+		if (max(region, whole_first) < min(run_end, whole_end))
+			dm_cor_mark_regions(cor->cmd, max(region, whole_first),
+					    min(run_end, whole_end) - max(region, whole_first),
+					    true);
 
 		child = bio_alloc_bioset(cor->dest_dev->bdev, 0, REQ_OP_DISCARD, GFP_NOIO,
 					 &cor->discard_bs);
@@ -1125,16 +1134,16 @@ static int parse_metadata_dev(struct cor *cor, struct dm_arg_set *as, char **err
 
 static int parse_region_size(struct cor *cor, struct dm_arg_set *as, char **error)
 {
-	static const struct dm_arg arg = {
-		MIN_REGION_SECTORS, MAX_REGION_SECTORS,
-		"Region size must be between 8 and 2097152 sectors"
-	};
 	unsigned int region_size;
-	int r;
 
-	r = dm_read_arg(&arg, as, &region_size, error);
-	if (r)
-		return r;
+	if (kstrtouint(dm_shift_arg(as), 10, &region_size)) {
+		*error = "Invalid region size";
+		return -EINVAL;
+	}
+	if (region_size < MIN_REGION_SECTORS || region_size > MAX_REGION_SECTORS) {
+		*error = "Region size must be between 8 and 2097152 sectors";
+		return -EINVAL;
+	}
 	if (!is_power_of_2(region_size)) {
 		*error = "Region size must be a power of two";
 		return -EINVAL;
@@ -1163,9 +1172,13 @@ static int parse_optional_args(struct cor *cor, struct dm_arg_set *as, char **er
 	const char *name;
 	int r;
 
-	r = dm_read_arg_group(&args[0], as, &argc, error);
-	if (r)
-		return r;
+	/* The optional argument group may be left out altogether */
+	argc = 0;
+	if (as->argc) {
+		r = dm_read_arg_group(&args[0], as, &argc, error);
+		if (r)
+			return r;
+	}
 
 	while (argc) {
 		name = dm_shift_arg(as);

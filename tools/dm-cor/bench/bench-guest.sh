@@ -1,0 +1,96 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# dm-cor benchmarks, run inside one VM session (scripts/bench.sh boots it).
+# Every figure is a ratio against a baseline measured in the same VM on the
+# same devices, so TCG's slowness cancels out:
+#
+#  1. fully hydrated 4 KiB random reads, iodepth 32: cor vs dm-linear over
+#     the same destination (target: >= 0.97);
+#  2. median cold-read latency, origin behind dm-delay (2 ms reads): cor vs
+#     reading the delayed origin directly (target: <= 1.10).
+#
+# Uses /dev/vda (origin), /dev/vdb (destination), /dev/vdc (metadata).
+set -euo pipefail
+export DM_DISABLE_UDEV=1
+
+SIZE_MB=${BENCH_SIZE_MB:-256}
+RUNTIME=${BENCH_RUNTIME:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+sectors=$((SIZE_MB * 2048))
+
+cleanup() {
+	for d in bench-cor bench-lin bench-delay bench-origin bench-dest bench-meta; do
+		dmsetup remove "$d" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+
+zero_meta() { dd if=/dev/zero of=/dev/mapper/bench-meta bs=1M count=8 oflag=direct status=none; }
+
+field() {	# field <status line> <n>: nth word of a status line
+	echo "$1" | awk -v n="$2" '{ print $n }'
+}
+
+wait_hydrated() {
+	local deadline=$((SECONDS + 300)) st
+	while :; do
+		st=$(dmsetup status bench-cor)
+		[ "$(field "$st" 4 | cut -d/ -f1)" = "$(field "$st" 4 | cut -d/ -f2)" ] && return 0
+		[ $SECONDS -lt $deadline ] || { echo "not hydrated: $st" >&2; return 1; }
+		sleep 0.2
+	done
+}
+
+fio_iops() {	# fio_iops DEV: 4 KiB random-read IOPS at iodepth 32
+	fio --name=randread --filename="$1" --rw=randread --bs=4k --direct=1 \
+	    --ioengine=libaio --iodepth=32 --runtime="$RUNTIME" --time_based \
+	    --size="${SIZE_MB}M" --randrepeat=1 --minimal | awk -F';' '{ print $8 }'
+}
+
+fio_median_lat() {	# fio_median_lat DEV NR: median completion latency (usec), qd 1
+	fio --name=coldread --filename="$1" --rw=randread --bs=4k --direct=1 \
+	    --ioengine=psync --number_ios="$2" --size="${SIZE_MB}M" --randrepeat=1 \
+	    --percentile_list=50 --minimal |
+		awk -F';' '{ for (i = 1; i <= NF; i++) if ($i ~ /^50\.0+%=/) { split($i, a, "="); print a[2]; exit } }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+modprobe dm-cor
+modprobe dm-delay
+
+dmsetup create bench-origin --table "0 $sectors linear /dev/vda 0"
+dmsetup create bench-dest --table "0 $sectors linear /dev/vdb 0"
+dmsetup create bench-meta --table "0 65536 linear /dev/vdc 0"
+dd if=/dev/urandom of=/dev/mapper/bench-origin bs=1M count="$SIZE_MB" oflag=direct status=none
+
+echo "# 1. hydrated 4 KiB random read, iodepth 32, ${RUNTIME}s x $ROUNDS rounds"
+zero_meta
+dmsetup create bench-cor --table "0 $sectors cor /dev/mapper/bench-origin /dev/mapper/bench-dest /dev/mapper/bench-meta 128"
+dd if=/dev/mapper/bench-cor of=/dev/null bs=1M iflag=direct status=none
+wait_hydrated
+dmsetup create bench-lin --table "0 $sectors linear /dev/mapper/bench-dest 0"
+lin=() cor=()
+for _ in $(seq "$ROUNDS"); do
+	lin+=("$(fio_iops /dev/mapper/bench-lin)")
+	cor+=("$(fio_iops /dev/mapper/bench-cor)")
+done
+lin_m=$(printf '%s\n' "${lin[@]}" | median)
+cor_m=$(printf '%s\n' "${cor[@]}" | median)
+echo "linear IOPS: ${lin[*]} (median $lin_m)"
+echo "cor    IOPS: ${cor[*]} (median $cor_m)"
+echo "RESULT hydrated_randread_iops_ratio $(awk -v c="$cor_m" -v l="$lin_m" 'BEGIN { printf "%.3f", c / l }') (target >= 0.97)"
+dmsetup remove bench-lin bench-cor
+
+echo "# 2. cold 4 KiB reads, origin behind dm-delay (2 ms reads), qd 1"
+dmsetup create bench-delay --table "0 $sectors delay /dev/mapper/bench-origin 0 2 /dev/mapper/bench-origin 0 0"
+zero_meta
+dmsetup create bench-cor --table "0 $sectors cor /dev/mapper/bench-delay /dev/mapper/bench-dest /dev/mapper/bench-meta 8"
+nr=${BENCH_COLD_IOS:-400}
+direct=$(fio_median_lat /dev/mapper/bench-delay "$nr")
+cold=$(fio_median_lat /dev/mapper/bench-cor "$nr")
+st=$(dmsetup status bench-cor)
+echo "delayed origin median: ${direct} us; cor cold-read median: ${cold} us"
+echo "cor status after the run: $st"
+echo "RESULT cold_read_latency_ratio $(awk -v c="$cold" -v d="$direct" 'BEGIN { printf "%.3f", c / d }') (target <= 1.10)"
