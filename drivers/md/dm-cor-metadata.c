@@ -79,6 +79,11 @@ bool dm_cor_metadata_is_volatile(struct dm_cor_metadata *cmd)
 	return !cmd->bdev;
 }
 
+bool dm_cor_metadata_failed(struct dm_cor_metadata *cmd)
+{
+	return READ_ONCE(cmd->failed);
+}
+
 bool dm_cor_region_hydrated(struct dm_cor_metadata *cmd, unsigned long region)
 {
 	return test_bit(region, cmd->bitmaps[DM_COR_BITMAP_HYDRATED]);

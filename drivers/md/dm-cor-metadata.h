@@ -54,6 +54,14 @@ void dm_cor_metadata_close(struct dm_cor_metadata *cmd);
 bool dm_cor_metadata_is_volatile(struct dm_cor_metadata *cmd);
 
 /**
+ * dm_cor_metadata_failed() - Whether a metadata I/O error has happened on
+ * @cmd (it refuses commits from then on).  A table that takes over the
+ * handle in a reload starts in read-only mode in that case.
+ * @cmd: the metadata handle
+ */
+bool dm_cor_metadata_failed(struct dm_cor_metadata *cmd);
+
+/**
  * dm_cor_region_hydrated() - Whether @region is CLEAN or DIRTY.
  * @cmd: the metadata handle
  * @region: region number

@@ -1343,6 +1343,9 @@ static int cor_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_put_devices;
 	}
 	cor->cmd = cor->shared->cmd;
+	/* The table this one replaces may have lost its metadata device */
+	if (dm_cor_metadata_failed(cor->cmd))
+		cor->mode = COR_MODE_RO;
 
 	r = mempool_init_slab_pool(&cor->op_pool, MIN_REGION_OPS, region_op_cache);
 	if (r) {
