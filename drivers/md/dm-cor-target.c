@@ -48,6 +48,9 @@
  */
 #define MAX_CAPTURE_SECTORS		128	/* 64 KiB */
 
+/* Consecutive failed hydration copies after which hydration stops */
+#define MAX_HYDRATION_FAILURES		16
+
 #define COMMIT_PERIOD			HZ
 #define OP_HASH_BITS			10
 
@@ -62,6 +65,11 @@ enum cor_mode {
 enum cor_flag {
 	COR_DISCARD_PASSDOWN,		/* discards are passed to the destination */
 	COR_BACKGROUND_HYDRATION,	/* table asked for background hydration */
+	COR_HYDRATION_ACTIVE,		/* background hydration is running */
+	COR_BACKGROUND_HYDRATION_PENDING, /* start hydrating at the first resume */
+	COR_SUSPENDED,			/* between presuspend and resume */
+	COR_EVENT_PENDING,		/* the worker raises a dm event */
+	COR_HYDRATED_ANNOUNCED,		/* the all-hydrated event was raised */
 	COR_COMMIT_DUE,			/* the periodic commit timer fired */
 };
 
@@ -81,6 +89,13 @@ struct region_op {
 	struct bio_list waiting;
 };
 
+/* One background hydration copy: contiguous regions, each held by an op */
+struct hydration_batch {
+	struct cor *cor;
+	struct list_head ops;		/* linked by op->copy_entry */
+	unsigned long nr;
+};
+
 struct cor_shared_metadata;
 
 struct cor {
@@ -97,7 +112,7 @@ struct cor {
 	struct cor_shared_metadata *shared;
 	struct dm_cor_metadata *cmd;
 
-	enum cor_mode mode;		/* READ_ONCE/WRITE_ONCE; set under commit_lock */
+	enum cor_mode mode;		/* READ_ONCE/WRITE_ONCE; set under shared commit_lock */
 	unsigned long flags;		/* enum cor_flag bits */
 
 	/*
@@ -117,11 +132,13 @@ struct cor {
 	atomic_t nr_copies;			/* copies in flight */
 	wait_queue_head_t ops_drained;
 
-	/* Serialises commits and the mode changes a failed commit causes */
-	struct mutex commit_lock;
-
 	unsigned int hydration_threshold;
 	unsigned int hydration_batch_size;
+
+	/* Background hydration state; only the worker changes the first two */
+	unsigned long hydration_offset;		/* next region to look at */
+	unsigned int hydration_failures;	/* consecutive failed copies */
+	atomic_t hydration_regions;		/* regions being hydrated */
 
 	mempool_t op_pool;
 	struct bio_set discard_bs;
@@ -173,6 +190,13 @@ struct cor_shared_metadata {
 	sector_t region_sectors;
 	struct dm_cor_metadata *cmd;
 	unsigned int refs;
+
+	/*
+	 * Serialises commits (and the mode changes a failed commit causes)
+	 * of every table using @cmd: the old table of a reload still commits
+	 * at its suspend while the new one exists.
+	 */
+	struct mutex commit_lock;
 };
 
 /* Protects shared_metadata_list and the refs of its entries */
@@ -227,6 +251,7 @@ static struct cor_shared_metadata *get_shared_metadata(struct dm_target *ti,
 	sm->region_sectors = region_sectors;
 	sm->cmd = cmd;
 	sm->refs = 1;
+	mutex_init(&sm->commit_lock);
 	list_add(&sm->list, &shared_metadata_list);
 out:
 	mutex_unlock(&shared_metadata_lock);
@@ -318,7 +343,7 @@ static void defer_bio(struct cor *cor, struct bio_list *list, struct bio *bio)
 
 /* Metadata commit and failure handling */
 
-/* Caller holds commit_lock.  Never returns to rw. */
+/* Caller holds the shared commit_lock.  Never returns to rw. */
 static void __set_mode(struct cor *cor, enum cor_mode mode)
 {
 	if (mode <= get_mode(cor))
@@ -329,7 +354,7 @@ static void __set_mode(struct cor *cor, enum cor_mode mode)
 	dm_table_event(cor->ti->table);
 }
 
-/* Caller holds commit_lock */
+/* Caller holds the shared commit_lock */
 static void __metadata_failed(struct cor *cor, const char *op, int r)
 {
 	DMERR("%s: metadata %s failed: error = %d",
@@ -355,7 +380,7 @@ static int commit_metadata(struct cor *cor)
 	bool changed;
 	int r;
 
-	mutex_lock(&cor->commit_lock);
+	mutex_lock(&cor->shared->commit_lock);
 
 	if (get_mode(cor) == COR_MODE_FAIL) {
 		r = -EIO;
@@ -386,7 +411,7 @@ static int commit_metadata(struct cor *cor)
 			__metadata_failed(cor, "commit", r);
 	}
 out:
-	mutex_unlock(&cor->commit_lock);
+	mutex_unlock(&cor->shared->commit_lock);
 	return r;
 }
 
@@ -713,11 +738,11 @@ static void process_discard(struct cor *cor, struct bio *bio)
 			break;
 		run_end = dm_cor_find_next_region(cor->cmd, false, false, region, last + 1);
 
-		/* A copy may have completed since the marking above: keep it DIRTY */
-		if (max(region, whole_first) < min(run_end, whole_end))
-			dm_cor_mark_regions(cor->cmd, max(region, whole_first),
-					    min(run_end, whole_end) - max(region, whole_first),
-					    true);
+		/*
+		 * The discard changes every region it reaches, partial ones
+		 * and any whose copy completed since the marking above.
+		 */
+		dm_cor_mark_regions(cor->cmd, region, run_end - region, true);
 
 		child = bio_alloc_bioset(cor->dest_dev->bdev, 0, REQ_OP_DISCARD, GFP_NOIO,
 					 &cor->discard_bs);
@@ -729,6 +754,131 @@ static void process_discard(struct cor *cor, struct bio *bio)
 		region = run_end;
 	}
 	bio_endio(bio);
+}
+
+/* Background hydration */
+
+static void stop_hydration(struct cor *cor, const char *why)
+{
+	if (!test_and_clear_bit(COR_HYDRATION_ACTIVE, &cor->flags))
+		return;
+	DMINFO("%s: background hydration stopped: %s",
+	       dm_device_name(dm_table_get_md(cor->ti->table)), why);
+	set_bit(COR_EVENT_PENDING, &cor->flags);
+}
+
+static void hydration_batch_complete(int read_err, unsigned long write_err, void *context)
+{
+	struct hydration_batch *batch = context;
+	struct cor *cor = batch->cor;
+	bool ok = !read_err && !write_err;
+	struct region_op *op, *tmp;
+
+	if (ok) {
+		atomic64_add(batch->nr, &cor->copies_done);
+		WRITE_ONCE(cor->hydration_failures, 0);
+	} else {
+		atomic64_add(batch->nr, &cor->copies_failed);
+		if (read_err)
+			atomic64_inc(&cor->origin_read_errors);
+		DMERR_LIMIT("%s: hydration of regions %lu-%lu failed (%s error)",
+			    dm_device_name(dm_table_get_md(cor->ti->table)),
+			    list_first_entry(&batch->ops, struct region_op, copy_entry)->region,
+			    list_last_entry(&batch->ops, struct region_op, copy_entry)->region,
+			    read_err ? "origin read" : "destination write");
+		WRITE_ONCE(cor->hydration_failures, READ_ONCE(cor->hydration_failures) + 1);
+	}
+
+	atomic_sub(batch->nr, &cor->nr_copies);
+	atomic_sub(batch->nr, &cor->hydration_regions);
+	list_for_each_entry_safe(op, tmp, &batch->ops, copy_entry) {
+		list_del_init(&op->copy_entry);
+		release_op(cor, op, ok, false, BLK_STS_OK);
+	}
+	kfree(batch);
+}
+
+/*
+ * Start one copy of up to hydration_batch_size contiguous unhydrated regions
+ * that no op holds, from hydration_offset on (wrapping once).  Returns false
+ * when nothing could be started now.
+ */
+static bool start_hydration_batch(struct cor *cor, unsigned long max)
+{
+	struct hydration_batch *batch;
+	struct dm_io_region from, to;
+	unsigned long region, r;
+	struct region_op *op;
+
+	region = dm_cor_find_next_region(cor->cmd, false, false, cor->hydration_offset,
+					 cor->nr_regions);
+	if (region >= cor->nr_regions)
+		region = dm_cor_find_next_region(cor->cmd, false, false, 0, cor->nr_regions);
+	if (region >= cor->nr_regions) {
+		if (!atomic_read(&cor->hydration_regions))
+			stop_hydration(cor, "every region is hydrated");
+		return false;
+	}
+
+	batch = kmalloc(sizeof(*batch), GFP_NOIO);
+	if (!batch)
+		return false;
+	batch->cor = cor;
+	batch->nr = 0;
+	INIT_LIST_HEAD(&batch->ops);
+
+	spin_lock_irq(&cor->lock);
+	for (r = region; r < cor->nr_regions && batch->nr < max; r++) {
+		if (dm_cor_region_hydrated(cor->cmd, r) || __find_op(cor, r))
+			break;
+		op = __new_op(cor, r);
+		if (!op)
+			break;
+		list_add_tail(&op->copy_entry, &batch->ops);
+		batch->nr++;
+	}
+	spin_unlock_irq(&cor->lock);
+
+	/* A busy region is skipped; the next pass over the bitmap retries it */
+	cor->hydration_offset = region + max(batch->nr, 1UL);
+	if (!batch->nr) {
+		kfree(batch);
+		return false;
+	}
+
+	atomic_add(batch->nr, &cor->nr_copies);
+	atomic_add(batch->nr, &cor->hydration_regions);
+
+	from.bdev = cor->origin_dev->bdev;
+	from.sector = region_to_sector(cor, region);
+	from.count = min(region_to_sector(cor, region + batch->nr), cor->ti->len) - from.sector;
+	to = from;
+	to.bdev = cor->dest_dev->bdev;
+	atomic64_add(from.count, &cor->origin_read_sectors);
+	dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, 0, hydration_batch_complete, batch);
+	return true;
+}
+
+/* Keep up to hydration_threshold regions in flight */
+static void do_hydration(struct cor *cor)
+{
+	unsigned int threshold, in_flight;
+
+	while (test_bit(COR_HYDRATION_ACTIVE, &cor->flags)) {
+		if (test_bit(COR_SUSPENDED, &cor->flags) || get_mode(cor) != COR_MODE_RW)
+			return;
+		if (READ_ONCE(cor->hydration_failures) >= MAX_HYDRATION_FAILURES) {
+			stop_hydration(cor, "too many failed copies");
+			return;
+		}
+		threshold = READ_ONCE(cor->hydration_threshold);
+		in_flight = atomic_read(&cor->hydration_regions);
+		if (in_flight >= threshold)
+			return;
+		if (!start_hydration_batch(cor, min(READ_ONCE(cor->hydration_batch_size),
+						    threshold - in_flight)))
+			return;
+	}
 }
 
 /* The worker */
@@ -821,6 +971,16 @@ static void do_worker(struct work_struct *work)
 	process_copy_queue(cor);
 	process_deferred_discards(cor);
 	process_commit(cor);
+	do_hydration(cor);
+
+	if (dm_cor_nr_hydrated(cor->cmd) == cor->nr_regions &&
+	    !test_and_set_bit(COR_HYDRATED_ANNOUNCED, &cor->flags)) {
+		DMINFO("%s: every region is hydrated",
+		       dm_device_name(dm_table_get_md(cor->ti->table)));
+		set_bit(COR_EVENT_PENDING, &cor->flags);
+	}
+	if (test_and_clear_bit(COR_EVENT_PENDING, &cor->flags))
+		dm_table_event(cor->ti->table);
 }
 
 /* Periodic commit; also retries bios deferred for lack of memory */
@@ -935,6 +1095,22 @@ static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 
 /* Target methods: suspend and resume */
 
+static void cor_presuspend(struct dm_target *ti)
+{
+	struct cor *cor = ti->private;
+
+	/* No new hydration copies; postsuspend waits for those in flight */
+	set_bit(COR_SUSPENDED, &cor->flags);
+}
+
+static void cor_presuspend_undo(struct dm_target *ti)
+{
+	struct cor *cor = ti->private;
+
+	clear_bit(COR_SUSPENDED, &cor->flags);
+	wake_worker(cor);
+}
+
 static void cor_postsuspend(struct dm_target *ti)
 {
 	struct cor *cor = ti->private;
@@ -954,6 +1130,9 @@ static void cor_resume(struct dm_target *ti)
 {
 	struct cor *cor = ti->private;
 
+	clear_bit(COR_SUSPENDED, &cor->flags);
+	if (test_and_clear_bit(COR_BACKGROUND_HYDRATION_PENDING, &cor->flags))
+		set_bit(COR_HYDRATION_ACTIVE, &cor->flags);
 	queue_delayed_work(cor->wq, &cor->waker, COMMIT_PERIOD);
 	wake_worker(cor);
 }
@@ -1086,6 +1265,26 @@ static int set_tunable(struct cor *cor, unsigned int argc, char **argv,
 	return 0;
 }
 
+static int hydration_message(struct cor *cor, unsigned int argc, char **argv)
+{
+	if (argc == 2 && !strcasecmp(argv[1], "start")) {
+		if (get_mode(cor) != COR_MODE_RW) {
+			DMERR("hydration start: device is in %s mode", mode_name(get_mode(cor)));
+			return -EINVAL;
+		}
+		WRITE_ONCE(cor->hydration_failures, 0);
+		set_bit(COR_HYDRATION_ACTIVE, &cor->flags);
+		wake_worker(cor);
+		return 0;
+	}
+	if (argc == 2 && !strcasecmp(argv[1], "stop")) {
+		clear_bit(COR_HYDRATION_ACTIVE, &cor->flags);
+		return 0;
+	}
+	DMERR("hydration: usage: hydration start|stop");
+	return -EINVAL;
+}
+
 static int cor_message(struct dm_target *ti, unsigned int argc, char **argv,
 		       char *result, unsigned int maxlen)
 {
@@ -1096,6 +1295,9 @@ static int cor_message(struct dm_target *ti, unsigned int argc, char **argv,
 
 	if (!strcasecmp(argv[0], "bitmap"))
 		return emit_bitmap(cor, argc, argv, result, maxlen);
+
+	if (!strcasecmp(argv[0], "hydration"))
+		return hydration_message(cor, argc, argv);
 
 	if (!strcasecmp(argv[0], "hydration_threshold"))
 		return set_tunable(cor, argc, argv, &cor->hydration_threshold,
@@ -1143,66 +1345,59 @@ static void cor_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct kmem_cache *region_op_cache;
 
-static int parse_origin_dev(struct cor *cor, struct dm_arg_set *as, char **error)
+/*
+ * The devices are opened writable ones first: dm_get_device() on a device
+ * the table already holds with fewer rights replaces that dm_dev, which
+ * would leave a stale pointer behind if the origin (read-only) came first.
+ */
+static int open_devices(struct cor *cor, const char *origin_path, const char *dest_path,
+			const char *metadata_path, char **error)
 {
+	struct block_device *metadata_bdev;
 	int r;
 
-	r = dm_get_device(cor->ti, dm_shift_arg(as), COR_OPEN_READ, &cor->origin_dev);
-	if (r) {
-		*error = "Error opening origin device";
-		return r;
-	}
-	if (bdev_nr_sectors(cor->origin_dev->bdev) < cor->ti->len) {
-		*error = "Origin device is too small";
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int parse_dest_dev(struct cor *cor, struct dm_arg_set *as, char **error)
-{
-	int r;
-
-	r = dm_get_device(cor->ti, dm_shift_arg(as), COR_OPEN_READ | COR_OPEN_WRITE,
-			  &cor->dest_dev);
+	r = dm_get_device(cor->ti, dest_path, COR_OPEN_READ | COR_OPEN_WRITE, &cor->dest_dev);
 	if (r) {
 		*error = "Error opening destination device";
 		return r;
 	}
-	if (bdev_nr_sectors(cor->dest_dev->bdev) < cor->ti->len) {
-		*error = "Destination device is too small";
-		return -EINVAL;
-	}
-	if (cor->dest_dev->bdev == cor->origin_dev->bdev) {
-		*error = "Origin and destination are the same device";
-		return -EINVAL;
-	}
-	return 0;
-}
 
-static int parse_metadata_dev(struct cor *cor, struct dm_arg_set *as, char **error)
-{
-	const char *path = dm_shift_arg(as);
-	struct block_device *bdev;
-	int r;
-
-	if (!strcmp(path, "-")) {
+	if (!strcmp(metadata_path, "-")) {
 		/* User writes could not be tracked across a restart */
 		if (dm_table_get_mode(cor->ti->table) & COR_OPEN_WRITE) {
 			*error = "Volatile metadata requires a read-only table";
 			return -EINVAL;
 		}
-		return 0;
+	} else {
+		r = dm_get_device(cor->ti, metadata_path, COR_OPEN_READ | COR_OPEN_WRITE,
+				  &cor->metadata_dev);
+		if (r) {
+			*error = "Error opening metadata device";
+			return r;
+		}
 	}
 
-	r = dm_get_device(cor->ti, path, COR_OPEN_READ | COR_OPEN_WRITE, &cor->metadata_dev);
+	r = dm_get_device(cor->ti, origin_path, COR_OPEN_READ, &cor->origin_dev);
 	if (r) {
-		*error = "Error opening metadata device";
+		*error = "Error opening origin device";
 		return r;
 	}
-	bdev = cor->metadata_dev->bdev;
-	if (bdev == cor->origin_dev->bdev || bdev == cor->dest_dev->bdev) {
+
+	metadata_bdev = cor->metadata_dev ? cor->metadata_dev->bdev : NULL;
+	if (cor->dest_dev->bdev == cor->origin_dev->bdev) {
+		*error = "Origin and destination are the same device";
+		return -EINVAL;
+	}
+	if (metadata_bdev == cor->origin_dev->bdev || metadata_bdev == cor->dest_dev->bdev) {
 		*error = "Metadata device must differ from origin and destination";
+		return -EINVAL;
+	}
+	if (bdev_nr_sectors(cor->origin_dev->bdev) < cor->ti->len) {
+		*error = "Origin device is too small";
+		return -EINVAL;
+	}
+	if (bdev_nr_sectors(cor->dest_dev->bdev) < cor->ti->len) {
+		*error = "Destination device is too small";
 		return -EINVAL;
 	}
 	return 0;
@@ -1262,6 +1457,7 @@ static int parse_optional_args(struct cor *cor, struct dm_arg_set *as, char **er
 
 		if (!strcasecmp(name, "background_hydration")) {
 			set_bit(COR_BACKGROUND_HYDRATION, &cor->flags);
+			set_bit(COR_BACKGROUND_HYDRATION_PENDING, &cor->flags);
 		} else if (!strcasecmp(name, "no_discard_passdown")) {
 			passdown = false;
 		} else if (!strcasecmp(name, "hydration_threshold") && argc) {
@@ -1342,13 +1538,12 @@ static int parse_table(struct cor *cor, unsigned int argc, char **argv, char **e
 		return -EINVAL;
 	}
 
-	r = parse_origin_dev(cor, &as, error);
-	if (!r)
-		r = parse_dest_dev(cor, &as, error);
-	if (!r)
-		r = parse_metadata_dev(cor, &as, error);
-	if (!r)
-		r = parse_region_size(cor, &as, error);
+	r = open_devices(cor, argv[0], argv[1], argv[2], error);
+	if (r)
+		return r;
+	dm_consume_args(&as, 3);
+
+	r = parse_region_size(cor, &as, error);
 	if (!r)
 		r = parse_optional_args(cor, &as, error);
 	if (!r)
@@ -1370,8 +1565,8 @@ static void init_state(struct cor *cor)
 	INIT_LIST_HEAD(&cor->copy_queue);
 	atomic_set(&cor->nr_ops, 0);
 	atomic_set(&cor->nr_copies, 0);
+	atomic_set(&cor->hydration_regions, 0);
 	init_waitqueue_head(&cor->ops_drained);
-	mutex_init(&cor->commit_lock);
 	INIT_WORK(&cor->worker, do_worker);
 	INIT_DELAYED_WORK(&cor->waker, do_waker);
 	atomic64_set(&cor->origin_read_sectors, 0);
@@ -1515,6 +1710,8 @@ static struct target_type cor_target = {
 	.dtr = cor_dtr,
 	.map = cor_map,
 	.end_io = cor_endio,
+	.presuspend = cor_presuspend,
+	.presuspend_undo = cor_presuspend_undo,
 	.postsuspend = cor_postsuspend,
 	.resume = cor_resume,
 	.status = cor_status,
