@@ -35,8 +35,7 @@ dm_reload()
 	name=$(dm_name "$1")
 	out=$(dmsetup suspend ${3:+"$3"} "$name" 2>&1) ||
 		{ fail "suspend $name: $out"; return 1; }
-	out=$(printf '%s\n' "$2" | dmsetup load "$name" 2>&1)
-	if [ $? -ne 0 ]; then
+	if ! out=$(printf '%s\n' "$2" | dmsetup load "$name" 2>&1); then
 		fail "load $name: $out"
 		dmsetup resume "$name" >/dev/null 2>&1
 		return 1
@@ -140,12 +139,6 @@ expect_io_error()
 		return 1
 	fi
 	return 0
-}
-
-# status_counters NAME: "hydrated dirty hydrating mode" on one line
-status_state()
-{
-	cor_status_fields "$1" hydrated dirty hydrating mode
 }
 
 # Status line without the start/length prefix (what the target prints)

@@ -288,16 +288,16 @@ st_spanning()
 	dest_untouched 200 1 && dest_untouched 220 1 || return
 	discarded $((201 * REGION)) $((19 * REGION)) || return
 
-	# from inside unhydrated 300 to the end of the device
+	# from inside unhydrated 400 to the end of the device
 	snap
-	s=$((300 * REGION + 3))
+	s=$((400 * REGION + 3))
 	discard "$COR" "$s" $((ORIGIN_SECTORS - s)) || return
-	expect_passed_down "discard of sector $s to the end" $((ORIGIN_SECTORS - 301 * REGION)) || return
-	expect_eq "$(cor_bitmap cor dirty 299 $((TOTAL - 299)))" "301-$((TOTAL - 1))" "dirty bitmap of regions 299-$((TOTAL - 1))" || return
-	expect_eq "$(cor_bitmap cor hydrated 300 1)" "" "hydrated bitmap of region 300" || return
-	dest_untouched 300 1 || return
-	discarded $((301 * REGION)) $((ORIGIN_SECTORS - 301 * REGION)) || return
-	hydrate 300 1 && hydrate 200 1 && hydrate 220 1
+	expect_passed_down "discard of sector $s to the end" $((ORIGIN_SECTORS - 401 * REGION)) || return
+	expect_eq "$(cor_bitmap cor dirty 399 $((TOTAL - 399)))" "401-$((TOTAL - 1))" "dirty bitmap of regions 399-$((TOTAL - 1))" || return
+	expect_eq "$(cor_bitmap cor hydrated 400 1)" "" "hydrated bitmap of region 400" || return
+	dest_untouched 400 1 || return
+	discarded $((401 * REGION)) $((ORIGIN_SECTORS - 401 * REGION)) || return
+	hydrate 400 1 && hydrate 200 1 && hydrate 220 1
 }
 
 st_short_last_region()

@@ -23,7 +23,6 @@ ktap_plan 4
 
 SEED=$((RANDOM * 32768 + RANDOM))
 REGION=64			# sectors (32 KiB)
-BPR=$((REGION / 8))
 
 cor_setup_devs 8M 8M 4M || cor_bail "cannot create the test devices"
 stamp_origin "$SEED" || cor_bail "cannot stamp the origin"
@@ -122,7 +121,7 @@ st_origin_repaired()
 
 st_slow_devices()
 {
-	local dev pids=() p rc=0 t0 s off i written= WOFFS
+	local dev pids=() p rc=0 t0 s off i written='' WOFFS
 
 	slice_create dest2 1 8M && slice_create meta2 2 1M || return
 	zero_dev "$(dm_path meta2)" || { fail "cannot zero meta2"; return 1; }

@@ -5,14 +5,14 @@
 #
 # fio (libaio, O_DIRECT, iodepth 8, 4 KiB and 64 KiB blocks at 4 KiB
 # alignment, so that writes cover whole 32 KiB regions, parts of regions
-# and both) reads and writes the middle of a stamped origin through cor,
-# verifying at the end what it wrote.  Its
-# I/O log gives the exact set of blocks it wrote, so the whole device is
-# checked against a model: every other block, inside fio's range or not,
-# must read as the origin, and the dirty bitmap must be exactly the regions
-# fio wrote.  After removing and re-creating the device on the same
-# metadata, the bitmaps are unchanged and fio's verify_only pass re-checks
-# every block it wrote.
+# and both) reads and writes [2, 12) MiB of a 16 MiB stamped origin through
+# cor and verifies what it wrote (crc32c, verify_fatal); it must exit 0.
+# Its I/O log gives the exact set of blocks it wrote, so the whole device
+# is checked against a model: every other block, inside fio's range or
+# not, must read as the origin, and the dirty bitmap must be exactly the
+# regions fio wrote.  After removing and re-creating the device on the same
+# metadata the bitmaps are unchanged, fio's verify_only pass re-checks every
+# block it wrote and the model holds again.
 
 . "$(dirname "$0")/lib.sh"
 

@@ -223,7 +223,7 @@ round2()
 	flakey_create dfl "$DEST" up && flakey_create mfl "$META" up || return
 	cor_create cor "$ORIGIN" "$(dm_path dfl)" "$(dm_path mfl)" "$REGION" ||
 		{ fail "create over flakey (round 2): $COR_LAST_OUTPUT"; return 1; }
-	DURABLE_H= DURABLE_D= LATER=
+	DURABLE_H='' DURABLE_D='' LATER=''
 	BASELINE=$(cor_bitmap cor hydrated 0 "$TOTAL")
 	DBASELINE=$(cor_bitmap cor dirty 0 "$TOTAL")
 	write_io $((220 * REGION)) "$REGION" && write_io $((230 * REGION + 3)) 3 &&

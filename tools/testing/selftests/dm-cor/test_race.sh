@@ -124,16 +124,16 @@ model_regions()
 	END { print_ranges(A, max) }' "$1"
 }
 
-# st_read NAME: one "dmsetup status" into ST_HYDRATED ST_TOTAL ST_HYDRATING
-# ST_DIRTY ST_MODE ST_COPIES_FAILED (see the status format in dm-cor.rst)
+# st_read NAME: one "dmsetup status" into ST_HYDRATED ST_HYDRATING ST_DIRTY
+# ST_MODE ST_COPIES_FAILED ST_LINE (see the status format in dm-cor.rst)
 st_read()
 {
 	local f i
 
 	read -ra f <<<"$(dmsetup status "$(dm_name "$1")" 2>/dev/null)"
 	[ "${f[2]}" == cor ] || return 1
-	ST_HYDRATED=${f[6]%/*} ST_TOTAL=${f[6]#*/} ST_HYDRATING=${f[7]}
-	ST_DIRTY=${f[8]} ST_MODE=${f[9]} ST_COPIES_FAILED=?
+	ST_HYDRATED=${f[6]%/*} ST_HYDRATING=${f[7]}
+	ST_DIRTY=${f[8]} ST_MODE=${f[9]} ST_COPIES_FAILED='?'
 	for ((i = 10; i + 1 < ${#f[@]}; i++)); do
 		[ "${f[i]}" == copies_failed ] && ST_COPIES_FAILED=${f[i + 1]}
 	done
@@ -297,9 +297,8 @@ race_one()
 
 	# the copies that the last reads started finish by themselves
 	wait_idle "$name" || return
-	h=$(cor_message "$name" bitmap hydrated 0 "$total") || { fail "bitmap hydrated failed"; return 1; }
-	d=$(cor_message "$name" bitmap dirty 0 "$total") || { fail "bitmap dirty failed"; return 1; }
-	h=$(echo $h) d=$(echo $d)
+	h=$(cor_bitmap "$name" hydrated 0 "$total") || { fail "bitmap hydrated failed"; return 1; }
+	d=$(cor_bitmap "$name" dirty 0 "$total") || { fail "bitmap dirty failed"; return 1; }
 	nh=$(count_of "$h") nd=$(count_of "$d")
 	written=$(model_regions "$model" "$bpr")
 	ktap_diag "region $r: $(count_of "$written") regions written, $nh hydrated, $nd dirty of $total"
@@ -326,10 +325,9 @@ race_one()
 	# the same metadata again: same bitmaps, same data
 	cor_create "$name" "$ORIGIN" "$CUR_DEST" "$META" "$r" ||
 		{ fail "re-create: $COR_LAST_OUTPUT"; return 1; }
-	out=$(cor_message "$name" bitmap hydrated 0 "$total")
-	expect_eq "$(echo $out)" "$h" "hydrated bitmap after re-creation" || return
-	out=$(cor_message "$name" bitmap dirty 0 "$total")
-	expect_eq "$(echo $out)" "$d" "dirty bitmap after re-creation" || return
+	expect_eq "$(cor_bitmap "$name" hydrated 0 "$total")" "$h" "hydrated bitmap after re-creation" ||
+		return
+	expect_eq "$(cor_bitmap "$name" dirty 0 "$total")" "$d" "dirty bitmap after re-creation" || return
 	st_read "$name"
 	expect_eq "$ST_HYDRATED $ST_DIRTY" "$nh $nd" "status hydrated and dirty after re-creation" ||
 		return

@@ -47,10 +47,10 @@ H=0 D=0 ORS=0 CD=0 CF=0 ORE=0
 FEATURES="0"
 CORE="4 hydration_threshold 1 hydration_batch_size 1"
 
-# expected_status [METADATA_FIELDS]: the status line the model implies
+# expected_status: the status line the model implies
 expected_status()
 {
-	echo "${1:-8 $META_USED/$META_TOTAL} $REGION $H/$TOTAL 0 $D rw $FEATURES $CORE" \
+	echo "8 $META_USED/$META_TOTAL $REGION $H/$TOTAL 0 $D rw $FEATURES $CORE" \
 	     "8 origin_read_sectors $ORS copies_done $CD copies_failed $CF origin_read_errors $ORE"
 }
 
