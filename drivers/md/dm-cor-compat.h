@@ -8,8 +8,6 @@
 #define DM_COR_COMPAT_H
 
 #include <linux/blkdev.h>
-#include <linux/dm-io.h>
-#include <linux/ioprio.h>
 
 #include "dm-cor-config.h"
 
@@ -21,16 +19,5 @@
 #define COR_OPEN_READ		FMODE_READ
 #define COR_OPEN_WRITE		FMODE_WRITE
 #endif
-
-/* v6.9: 6e5f0f6383b4 ("dm io: Support IO priority") */
-static inline int cor_dm_io(struct dm_io_request *req, unsigned int num_regions,
-			    struct dm_io_region *where, unsigned long *sync_error_bits)
-{
-#ifdef HAVE_DM_IO_IOPRIO
-	return dm_io(req, num_regions, where, sync_error_bits, IOPRIO_DEFAULT);
-#else
-	return dm_io(req, num_regions, where, sync_error_bits);
-#endif
-}
 
 #endif /* DM_COR_COMPAT_H */

@@ -42,12 +42,6 @@
 #define MAX_HYDRATION_THRESHOLD		4096
 #define MAX_HYDRATION_BATCH_SIZE	4096
 
-/*
- * A cold read that covers a whole region of at most this size hands its
- * data to the copy, so the origin is read once instead of twice.
- */
-#define MAX_CAPTURE_SECTORS		128	/* 64 KiB */
-
 /* Consecutive failed hydration copies after which hydration stops */
 #define MAX_HYDRATION_FAILURES		16
 
@@ -85,7 +79,6 @@ struct region_op {
 	struct cor *cor;
 	unsigned long region;
 	bool for_write;			/* copy done to complete a partial write */
-	void *data;			/* region data captured from a read, or NULL */
 	struct bio_list waiting;
 };
 
@@ -143,7 +136,6 @@ struct cor {
 	mempool_t op_pool;
 	struct bio_set discard_bs;
 	struct dm_kcopyd_client *kcopyd;
-	struct dm_io_client *io_client;	/* writes of captured region data */
 	struct workqueue_struct *wq;
 	struct work_struct worker;
 	struct delayed_work waker;
@@ -162,12 +154,10 @@ struct cor {
 /* Per-bio data */
 #define COR_BIO_MARK_DIRTY	BIT(0)	/* mark the region dirty on success */
 #define COR_BIO_COMMITTED	BIT(1)	/* FUA write whose commit is done */
-#define COR_BIO_CAPTURE		BIT(2)	/* read covers its region: reuse its data */
 
 struct cor_bio_ctx {
 	struct region_op *op;	/* op this bio holds, released at its end_io */
 	unsigned long region;	/* for COR_BIO_MARK_DIRTY: the sector is gone by end_io */
-	struct bvec_iter iter;	/* for COR_BIO_CAPTURE: the data, as mapped */
 	unsigned int flags;
 };
 
@@ -443,7 +433,6 @@ static struct region_op *__new_op(struct cor *cor, unsigned long region)
 	op->cor = cor;
 	op->region = region;
 	op->for_write = false;
-	op->data = NULL;
 	INIT_LIST_HEAD(&op->copy_entry);
 	bio_list_init(&op->waiting);
 	hlist_add_head(&op->hash, op_bucket(cor, region));
@@ -486,7 +475,6 @@ static void release_op(struct cor *cor, struct region_op *op, bool mark, bool di
 		bio_endio(bio);
 	}
 
-	kfree(op->data);
 	mempool_free(op, &cor->op_pool);
 	if (atomic_dec_and_test(&cor->nr_ops))
 		wake_up(&cor->ops_drained);
@@ -520,42 +508,9 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 		   ok || !op->for_write ? BLK_STS_OK : BLK_STS_IOERR);
 }
 
-static void capture_write_complete(unsigned long error, void *context)
-{
-	copy_complete(0, error, context);
-}
-
-/* Write region data captured from a user read: no second origin read */
-static void issue_captured_write(struct cor *cor, struct region_op *op)
-{
-	struct dm_io_region to = {
-		.bdev = cor->dest_dev->bdev,
-		.sector = region_to_sector(cor, op->region),
-		.count = region_len(cor, op->region),
-	};
-	struct dm_io_request req = {
-		.bi_opf = REQ_OP_WRITE,
-		.mem.type = DM_IO_KMEM,
-		.mem.ptr.addr = op->data,
-		.notify.fn = capture_write_complete,
-		.notify.context = op,
-		.client = cor->io_client,
-	};
-	int r;
-
-	r = cor_dm_io(&req, 1, &to, NULL);
-	if (r)
-		copy_complete(0, 1, op);
-}
-
 static void issue_copy(struct cor *cor, struct region_op *op)
 {
 	struct dm_io_region from, to;
-
-	if (op->data) {
-		issue_captured_write(cor, op);
-		return;
-	}
 
 	from.bdev = cor->origin_dev->bdev;
 	from.sector = region_to_sector(cor, op->region);
@@ -603,17 +558,6 @@ static int map_cold_read(struct cor *cor, struct bio *bio, unsigned long region)
 	if (get_mode(cor) == COR_MODE_RW && !__find_op(cor, region))
 		ctx->op = __new_op(cor, region);
 	spin_unlock_irqrestore(&cor->lock, flags);
-
-	/*
-	 * Reusing the reader's pages is unsafe: an O_DIRECT reader may change
-	 * its buffer while the read is in flight, and that would become the
-	 * region's copy.  Disabled until the read goes through our own pages.
-	 */
-	if (false && ctx->op && bio_covers_region(cor, bio, region) &&
-	    bio_sectors(bio) <= MAX_CAPTURE_SECTORS) {
-		ctx->flags |= COR_BIO_CAPTURE;
-		ctx->iter = bio->bi_iter;
-	}
 
 	atomic64_add(bio_sectors(bio), &cor->origin_read_sectors);
 	remap_to(cor, bio, cor->origin_dev);
@@ -1028,28 +972,6 @@ static int cor_map(struct dm_target *ti, struct bio *bio)
 	}
 }
 
-/*
- * Keep a copy of a whole-region read's data for the destination write.  A
- * failed allocation just means the copy reads the origin again.
- */
-static void capture_read_data(struct bio *bio, struct cor_bio_ctx *ctx,
-			      struct region_op *op)
-{
-	struct bvec_iter iter;
-	struct bio_vec bv;
-	char *data;
-
-	data = kmalloc(ctx->iter.bi_size, GFP_NOWAIT | __GFP_NOWARN);
-	if (!data)
-		return;
-
-	op->data = data;
-	__bio_for_each_segment(bv, bio, iter, ctx->iter) {
-		memcpy_from_bvec(data, &bv);
-		data += bv.bv_len;
-	}
-}
-
 static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 {
 	struct cor *cor = ti->private;
@@ -1069,9 +991,6 @@ static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 			release_op(cor, op, false, false, BLK_STS_OK);
 			return DM_ENDIO_DONE;
 		}
-		if (ctx->flags & COR_BIO_CAPTURE)
-			capture_read_data(bio, ctx, op);
-
 		/* The copy is issued from the worker: not on this read's path */
 		spin_lock_irqsave(&cor->lock, flags);
 		__queue_copy(cor, op);
@@ -1642,18 +1561,11 @@ static int cor_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_bioset;
 	}
 
-	cor->io_client = dm_io_client_create();
-	if (IS_ERR(cor->io_client)) {
-		r = PTR_ERR(cor->io_client);
-		ti->error = "Cannot create the dm-io client";
-		goto out_kcopyd;
-	}
-
 	cor->wq = alloc_workqueue("dm-" DM_MSG_PREFIX, WQ_MEM_RECLAIM, 0);
 	if (!cor->wq) {
 		r = -ENOMEM;
 		ti->error = "Cannot allocate the workqueue";
-		goto out_io_client;
+		goto out_kcopyd;
 	}
 
 	r = dm_set_target_max_io_len(ti, cor->region_size);
@@ -1672,8 +1584,6 @@ static int cor_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 out_wq:
 	destroy_workqueue(cor->wq);
-out_io_client:
-	dm_io_client_destroy(cor->io_client);
 out_kcopyd:
 	dm_kcopyd_client_destroy(cor->kcopyd);
 out_bioset:
@@ -1695,7 +1605,6 @@ static void cor_dtr(struct dm_target *ti)
 
 	cancel_delayed_work_sync(&cor->waker);
 	destroy_workqueue(cor->wq);
-	dm_io_client_destroy(cor->io_client);
 	dm_kcopyd_client_destroy(cor->kcopyd);
 	bioset_exit(&cor->discard_bs);
 	mempool_exit(&cor->op_pool);
