@@ -7,6 +7,7 @@
 #   make KDIR=/path/to/linux  module against a configured kernel tree
 #   make W=1 C=2              extra warnings and sparse, as CI runs them
 #   make tools                userspace tools and selftest helpers
+#   make install              the tools and their man pages (PREFIX, DESTDIR)
 #   make check                checkpatch --strict on the sources
 #   make test                 the whole suite in VMs (both Debian kernels)
 #
@@ -24,7 +25,7 @@ CHECKPATCH ?= $(firstword $(wildcard /usr/src/linux-source-6.12/scripts/checkpat
 W ?=
 C ?=
 
-.PHONY: all module tools check test demo clean
+.PHONY: all module tools install check test demo clean
 
 all: module
 
@@ -38,7 +39,10 @@ $(BUILD)/dm-cor-config.h: $(PROBES) scripts/compat/probe.sh
 
 tools:
 	$(MAKE) -C tools/testing/selftests/dm-cor
-	if [ -f tools/dm-cor/Makefile ]; then $(MAKE) -C tools/dm-cor; fi
+	$(MAKE) -C tools/dm-cor
+
+install:
+	$(MAKE) -C tools/dm-cor install
 
 check:
 	@test -n "$(CHECKPATCH)" || { echo "checkpatch.pl not found (apt-get install linux-source-6.12)"; exit 1; }

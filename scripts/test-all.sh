@@ -83,6 +83,11 @@ fi
 
 if make -s tools >build/tools.log 2>&1; then
 	record pass "tools build"
+	if make -s -C tools/dm-cor check >build/tools-check.log 2>&1; then
+		record pass "tools CLI contract ($(grep -c '^ok ' build/tools-check.log) subtests, host)"
+	else
+		record fail "tools CLI contract (host)" "$(grep -E '^not ok|FAIL' build/tools-check.log | head -n 5)"
+	fi
 else
 	record fail "tools build" "$(tail -n 20 build/tools.log)"
 fi
