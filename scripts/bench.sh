@@ -1,13 +1,22 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Run the dm-cor benchmarks (tools/dm-cor/bench/bench-guest.sh) in one VM.
-# usage: scripts/bench.sh [6.1|6.12]     (default 6.12)
+# Run the dm-cor benchmarks in one VM session: tools/dm-cor/bench/
+# bench-guest.sh (hydrated reads, cold-read latency) and
+# bench-hydration-guest.sh (hydration throughput, foreground latency under
+# hydration, in-core memory).
+# usage: scripts/bench.sh [6.1|6.12] [all|core|hydration]   (default 6.12 all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 k=${1:-6.12}
+case ${2:-all} in
+all) guest='tools/dm-cor/bench/bench-guest.sh && tools/dm-cor/bench/bench-hydration-guest.sh' ;;
+core) guest=tools/dm-cor/bench/bench-guest.sh ;;
+hydration) guest=tools/dm-cor/bench/bench-hydration-guest.sh ;;
+*) echo "usage: $0 [6.1|6.12] [all|core|hydration]" >&2; exit 2 ;;
+esac
 scripts/install-deps.sh
 kver=$(scripts/vm-run.sh --kernel "$k" --print-kver)
 make -s KVER="$kver"
 scripts/vm-run.sh --kernel "$kver" --module "build/$kver/dm-cor.ko" --out "build/vm/$kver-bench" \
-	--mem 3072 -- tools/dm-cor/bench/bench-guest.sh </dev/null
+	--mem 3072 -- "$guest" </dev/null

@@ -7,7 +7,9 @@
 #ifndef DM_COR_COMPAT_H
 #define DM_COR_COMPAT_H
 
+#include <linux/bits.h>
 #include <linux/blkdev.h>
+#include <linux/dm-kcopyd.h>
 
 #include "dm-cor-config.h"
 
@@ -18,6 +20,23 @@
 #else
 #define COR_OPEN_READ		FMODE_READ
 #define COR_OPEN_WRITE		FMODE_WRITE
+#endif
+
+/*
+ * REQ_WRITE_UNCHANGED and DM_KCOPYD_WRITE_UNCHANGED come with the dm-cor
+ * patch series (scripts/make-series.sh); stock kernels have neither, and
+ * then copy writes carry no flag and no write is ever seen with it.
+ */
+#ifdef HAVE_REQ_WRITE_UNCHANGED
+#define COR_REQ_WRITE_UNCHANGED		REQ_WRITE_UNCHANGED
+#else
+#define COR_REQ_WRITE_UNCHANGED		((__force blk_opf_t)0)
+#endif
+
+#ifdef HAVE_KCOPYD_WRITE_UNCHANGED
+#define COR_KCOPYD_WRITE_UNCHANGED	BIT(DM_KCOPYD_WRITE_UNCHANGED)
+#else
+#define COR_KCOPYD_WRITE_UNCHANGED	0
 #endif
 
 #endif /* DM_COR_COMPAT_H */

@@ -14,6 +14,7 @@
 #include <linux/err.h>
 #include <linux/kernel.h>
 #include <linux/random.h>
+#include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
@@ -46,6 +47,13 @@ struct dm_cor_metadata {
 	spinlock_t lock;
 	unsigned long *bitmaps[DM_COR_NR_BITMAPS];
 	unsigned long nr_set[DM_COR_NR_BITMAPS];
+
+	/*
+	 * Every region is hydrated and the hydrated bitmap has been freed
+	 * (bitmaps[HYDRATED] is NULL once readers are done with it: lockless
+	 * readers test it under rcu_read_lock()).  Set under @lock.
+	 */
+	bool all_hydrated;
 
 	/*
 	 * Bitmap blocks (index kind * bitmap_blocks + i) changed since the
@@ -86,7 +94,18 @@ bool dm_cor_metadata_failed(struct dm_cor_metadata *cmd)
 
 bool dm_cor_region_hydrated(struct dm_cor_metadata *cmd, unsigned long region)
 {
-	return test_bit(region, cmd->bitmaps[DM_COR_BITMAP_HYDRATED]);
+	unsigned long *bitmap;
+	bool hydrated = true;
+
+	/* Pairs with the release in dm_cor_metadata_release_hydrated() */
+	if (smp_load_acquire(&cmd->all_hydrated))
+		return true;
+	rcu_read_lock();
+	bitmap = READ_ONCE(cmd->bitmaps[DM_COR_BITMAP_HYDRATED]);
+	if (bitmap)
+		hydrated = test_bit(region, bitmap);
+	rcu_read_unlock();
+	return hydrated;
 }
 
 bool dm_cor_region_dirty(struct dm_cor_metadata *cmd, unsigned long region)
@@ -113,13 +132,43 @@ unsigned long dm_cor_find_next_region(struct dm_cor_metadata *cmd, bool dirty,
 				      bool set, unsigned long start,
 				      unsigned long end)
 {
-	unsigned long *bitmap = cmd->bitmaps[dirty ? DM_COR_BITMAP_DIRTY :
-						     DM_COR_BITMAP_HYDRATED];
+	unsigned long *bitmap, r;
 
 	if (start >= end)
 		return end;
-	return set ? find_next_bit(bitmap, end, start) :
-		     find_next_zero_bit(bitmap, end, start);
+	/* Pairs with the release in dm_cor_metadata_release_hydrated() */
+	if (!dirty && smp_load_acquire(&cmd->all_hydrated))
+		return set ? start : end;
+
+	rcu_read_lock();
+	bitmap = READ_ONCE(cmd->bitmaps[dirty ? DM_COR_BITMAP_DIRTY : DM_COR_BITMAP_HYDRATED]);
+	if (!bitmap)
+		r = set ? start : end;
+	else
+		r = set ? find_next_bit(bitmap, end, start) :
+			  find_next_zero_bit(bitmap, end, start);
+	rcu_read_unlock();
+	return r;
+}
+
+void dm_cor_metadata_release_hydrated(struct dm_cor_metadata *cmd)
+{
+	unsigned long *bitmap;
+
+	spin_lock_irq(&cmd->lock);
+	if (cmd->all_hydrated || cmd->nr_set[DM_COR_BITMAP_HYDRATED] != cmd->nr_regions) {
+		spin_unlock_irq(&cmd->lock);
+		return;
+	}
+	/* Readers that see the flag never touch the bitmap again */
+	smp_store_release(&cmd->all_hydrated, true);
+	spin_unlock_irq(&cmd->lock);
+
+	/* Lockless readers that missed the flag are done after a grace period */
+	synchronize_rcu();
+	bitmap = cmd->bitmaps[DM_COR_BITMAP_HYDRATED];
+	WRITE_ONCE(cmd->bitmaps[DM_COR_BITMAP_HYDRATED], NULL);
+	kvfree(bitmap);
 }
 
 bool dm_cor_metadata_changed(struct dm_cor_metadata *cmd)
@@ -171,7 +220,8 @@ void dm_cor_mark_regions(struct dm_cor_metadata *cmd, unsigned long start,
 
 		spin_lock_irqsave(&cmd->lock, flags);
 		/* Hydrated first: a set dirty bit always implies a set hydrated bit */
-		if (__set_bits(cmd, DM_COR_BITMAP_HYDRATED, start, chunk_end))
+		if (!cmd->all_hydrated &&
+		    __set_bits(cmd, DM_COR_BITMAP_HYDRATED, start, chunk_end))
 			cmd->changed = true;
 		if (dirty && __set_bits(cmd, DM_COR_BITMAP_DIRTY, start, chunk_end))
 			cmd->changed = true;
@@ -179,6 +229,17 @@ void dm_cor_mark_regions(struct dm_cor_metadata *cmd, unsigned long start,
 
 		start = chunk_end;
 	}
+}
+
+/* The words of a bitmap block whose first @nbits bits are all set */
+static void fill_words_all_set(u64 *words, unsigned long nbits)
+{
+	unsigned long i;
+
+	for (i = 0; i < nbits / 64; i++)
+		words[i] = ~0ULL;
+	if (nbits % 64)
+		words[i] = GENMASK_ULL(nbits % 64 - 1, 0);
 }
 
 /*
@@ -199,7 +260,10 @@ static void fill_bitmap_block(struct dm_cor_metadata *cmd, void *block,
 
 	memset(cmd->words, 0, DM_COR_BITMAP_WORDS * sizeof(u64));
 	spin_lock_irq(&cmd->lock);
-	bitmap_to_arr64(cmd->words, cmd->bitmaps[kind] + BIT_WORD(first), nbits);
+	if (kind == DM_COR_BITMAP_HYDRATED && cmd->all_hydrated)
+		fill_words_all_set(cmd->words, nbits);
+	else
+		bitmap_to_arr64(cmd->words, cmd->bitmaps[kind] + BIT_WORD(first), nbits);
 	spin_unlock_irq(&cmd->lock);
 
 	for (i = 0; i < DM_COR_BITMAP_WORDS; i++)

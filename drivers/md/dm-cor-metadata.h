@@ -113,6 +113,18 @@ unsigned long dm_cor_nr_hydrated(struct dm_cor_metadata *cmd);
 unsigned long dm_cor_nr_dirty(struct dm_cor_metadata *cmd);
 
 /**
+ * dm_cor_metadata_release_hydrated() - Free the in-core hydrated bitmap once
+ * every region is hydrated.
+ * @cmd: metadata handle
+ *
+ * Does nothing unless every region is hydrated.  Afterwards every region
+ * reads as hydrated, commits write all-set hydrated blocks, and the dirty
+ * bitmap is kept.  Waits for an RCU grace period (lockless readers), so it
+ * may block; call it from process context.
+ */
+void dm_cor_metadata_release_hydrated(struct dm_cor_metadata *cmd);
+
+/**
  * dm_cor_find_next_region() - Find the next region at or after @start whose
  * bit in one bitmap has the value @set.
  * @cmd: the metadata handle

@@ -16,6 +16,7 @@
 #include <linux/dm-io.h>
 #include <linux/dm-kcopyd.h>
 #include <linux/hash.h>
+#include <linux/highmem.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
 #include <linux/list.h>
@@ -42,8 +43,24 @@
 #define MAX_HYDRATION_THRESHOLD		4096
 #define MAX_HYDRATION_BATCH_SIZE	4096
 
-/* Consecutive failed hydration copies after which hydration stops */
-#define MAX_HYDRATION_FAILURES		16
+/*
+ * Cold reads of regions up to this size go through the target's own pages
+ * (struct cold_read), holding at most COLD_READ_MAX_PAGES per device; larger
+ * regions, or a cold read finding no memory, read the origin twice.
+ */
+#define COLD_READ_MAX_REGION_SECTORS	BIT(11)	/* 1 MiB */
+#define COLD_READ_MAX_PAGES		8192	/* 32 MiB */
+
+/*
+ * A failed hydration copy is retried after HYDRATION_BACKOFF, doubling with
+ * every consecutive failure; after HYDRATION_MAX_ATTEMPTS failed attempts
+ * hydration stops with an error (counter and dm event), never looping.
+ */
+#define HYDRATION_MAX_ATTEMPTS		5
+#define HYDRATION_BACKOFF		(HZ / 4)
+
+/* Prefetch ranges queued at once; more are refused with -EBUSY */
+#define MAX_PREFETCH_RANGES		1024
 
 #define COMMIT_PERIOD			HZ
 #define OP_HASH_BITS			10
@@ -65,6 +82,7 @@ enum cor_flag {
 	COR_EVENT_PENDING,		/* the worker raises a dm event */
 	COR_HYDRATED_ANNOUNCED,		/* the all-hydrated event was raised */
 	COR_COMMIT_DUE,			/* the periodic commit timer fired */
+	COR_HYDRATION_FAILED,		/* hydration stopped on a failing region */
 };
 
 /*
@@ -73,20 +91,48 @@ enum cor_flag {
  * for a region no other op can start on it; writes that arrive meanwhile
  * wait on @waiting.  Hydrated regions never have ops.
  */
+struct cold_read;
+
 struct region_op {
 	struct hlist_node hash;
 	struct list_head copy_entry;	/* on cor->copy_queue */
 	struct cor *cor;
 	unsigned long region;
 	bool for_write;			/* copy done to complete a partial write */
+	struct cold_read *cold;		/* its copy writes these pages */
 	struct bio_list waiting;
+};
+
+/*
+ * A cold read served through the target's own pages: the whole region is
+ * read from the origin once, the reader is completed from those pages, and
+ * the same pages are then written to the destination.  So the origin is
+ * read once per copy, and no user page (which an O_DIRECT reader may change
+ * while its read is in flight) is ever written to the destination.
+ */
+struct cold_read {
+	struct region_op *op;
+	struct bio *user_bio;
+	struct bio *bio;		/* origin read, then destination write */
+	unsigned int offset;		/* of the user's data in the region, bytes */
+	unsigned int nr_pages;
+	struct page *pages[];
 };
 
 /* One background hydration copy: contiguous regions, each held by an op */
 struct hydration_batch {
 	struct cor *cor;
 	struct list_head ops;		/* linked by op->copy_entry */
+	unsigned long first;
 	unsigned long nr;
+	bool prefetch;			/* taken from the prefetch queue */
+};
+
+/* Regions [next, end) that a prefetch message asked to copy first */
+struct prefetch_range {
+	struct list_head list;
+	unsigned long next;
+	unsigned long end;
 };
 
 struct cor_shared_metadata;
@@ -109,9 +155,10 @@ struct cor {
 	unsigned long flags;		/* enum cor_flag bits */
 
 	/*
-	 * Protects the op hash table, the deferred bio lists and the copy
-	 * queue, and orders op creation against marking regions hydrated
-	 * (a region is marked and its op removed in one critical section).
+	 * Protects the op hash table, the deferred bio lists, the copy queue
+	 * and the prefetch queue, and orders op creation against marking
+	 * regions hydrated (a region is marked and its op removed in one
+	 * critical section).
 	 */
 	spinlock_t lock;
 	struct hlist_head op_table[1 << OP_HASH_BITS];
@@ -120,21 +167,32 @@ struct cor {
 	struct bio_list deferred_flushes;	/* empty REQ_PREFLUSH bios */
 	struct bio_list deferred_completions;	/* FUA writes awaiting a commit */
 	struct list_head copy_queue;		/* ops whose copy is to be issued */
+	struct list_head prefetch_queue;	/* struct prefetch_range, in order */
+	unsigned int nr_prefetch_ranges;
+	unsigned long prefetch_regions;		/* regions left in the queue */
 
 	atomic_t nr_ops;			/* ops alive */
+	atomic_t cold_read_pages;		/* pages held by cold reads */
 	atomic_t nr_copies;			/* copies in flight */
 	wait_queue_head_t ops_drained;
 
 	unsigned int hydration_threshold;
 	unsigned int hydration_batch_size;
 
-	/* Background hydration state; only the worker changes the first two */
+	/*
+	 * Background hydration and prefetch state.  The worker reads and
+	 * changes hydration_offset; a failed copy's completion sets the retry
+	 * state (READ_ONCE/WRITE_ONCE), which the worker and messages reset.
+	 */
 	unsigned long hydration_offset;		/* next region to look at */
-	unsigned int hydration_failures;	/* consecutive failed copies */
+	unsigned int hydration_failures;	/* consecutive failed attempts */
+	unsigned long hydration_retry_at;	/* jiffies: no copy before */
 	atomic_t hydration_regions;		/* regions being hydrated */
+	atomic_t user_ios;			/* user reads and writes in flight */
 
 	mempool_t op_pool;
 	struct bio_set discard_bs;
+	struct bio_set cold_read_bs;
 	struct dm_kcopyd_client *kcopyd;
 	struct workqueue_struct *wq;
 	struct work_struct worker;
@@ -145,6 +203,8 @@ struct cor {
 	atomic64_t copies_done;
 	atomic64_t copies_failed;
 	atomic64_t origin_read_errors;
+	atomic64_t hydration_errors;		/* times hydration gave up */
+	atomic64_t unchanged_writes;		/* writes received with the flag */
 
 	/* The table line as given, for STATUSTYPE_TABLE */
 	unsigned int nr_ctr_args;
@@ -154,6 +214,9 @@ struct cor {
 /* Per-bio data */
 #define COR_BIO_MARK_DIRTY	BIT(0)	/* mark the region dirty on success */
 #define COR_BIO_COMMITTED	BIT(1)	/* FUA write whose commit is done */
+#define COR_BIO_USER_IO		BIT(2)	/* counted in cor->user_ios */
+#define COR_BIO_ORIGIN_READ	BIT(3)	/* a read remapped to the origin */
+#define COR_BIO_NO_COLD_READ	BIT(4)	/* its cold read failed: origin only */
 
 struct cor_bio_ctx {
 	struct region_op *op;	/* op this bio holds, released at its end_io */
@@ -187,6 +250,13 @@ struct cor_shared_metadata {
 	 * at its suspend while the new one exists.
 	 */
 	struct mutex commit_lock;
+
+	/*
+	 * Background hydration was running when the last table using @cmd
+	 * was suspended: the next table (a reload) carries on at resume.
+	 * dm serialises the suspend and resume of one device.
+	 */
+	bool hydration_active;
 };
 
 /* Protects shared_metadata_list and the refs of its entries */
@@ -433,6 +503,7 @@ static struct region_op *__new_op(struct cor *cor, unsigned long region)
 	op->cor = cor;
 	op->region = region;
 	op->for_write = false;
+	op->cold = NULL;
 	INIT_LIST_HEAD(&op->copy_entry);
 	bio_list_init(&op->waiting);
 	hlist_add_head(&op->hash, op_bucket(cor, region));
@@ -521,16 +592,197 @@ static void issue_copy(struct cor *cor, struct region_op *op)
 	to.count = from.count;
 
 	atomic64_add(from.count, &cor->origin_read_sectors);
-	dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, 0, copy_complete, op);
+	dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, COR_KCOPYD_WRITE_UNCHANGED, copy_complete, op);
+}
+
+/* Cold reads through the target's own pages */
+
+static void free_cold_read(struct cor *cor, struct cold_read *cr)
+{
+	unsigned int i;
+
+	if (cr->bio)
+		bio_put(cr->bio);
+	for (i = 0; i < cr->nr_pages; i++)
+		__free_page(cr->pages[i]);
+	atomic_sub(cr->nr_pages, &cor->cold_read_pages);
+	kfree(cr);
+}
+
+/* (Re)fill @cr->bio with the region's pages; the bio has room for them */
+static void cold_read_add_pages(struct cor *cor, struct cold_read *cr)
+{
+	unsigned int left = region_len(cor, cr->op->region) << SECTOR_SHIFT;
+	unsigned int i, len;
+
+	for (i = 0; i < cr->nr_pages; i++, left -= len) {
+		len = min_t(unsigned int, left, PAGE_SIZE);
+		__bio_add_page(cr->bio, cr->pages[i], len, 0);
+	}
+}
+
+/* Copy the user's part of the region from @cr's pages into its bio */
+static void cold_read_fill_user_bio(struct cold_read *cr)
+{
+	unsigned int off = cr->offset, done, n;
+	struct bvec_iter iter;
+	struct bio_vec bv;
+
+	bio_for_each_segment(bv, cr->user_bio, iter) {
+		for (done = 0; done < bv.bv_len; done += n, off += n) {
+			n = min_t(unsigned int, bv.bv_len - done,
+				  PAGE_SIZE - offset_in_page(off));
+			memcpy_to_page(bv.bv_page, bv.bv_offset + done,
+				       page_address(cr->pages[off >> PAGE_SHIFT]) +
+				       offset_in_page(off), n);
+		}
+	}
+}
+
+static void cold_write_endio(struct bio *bio)
+{
+	struct cold_read *cr = bio->bi_private;
+	struct region_op *op = cr->op;
+	struct cor *cor = op->cor;
+	bool ok = !bio->bi_status;
+
+	atomic_dec(&cor->nr_copies);
+	if (ok) {
+		atomic64_inc(&cor->copies_done);
+	} else {
+		atomic64_inc(&cor->copies_failed);
+		DMERR_LIMIT("%s: copy of region %lu failed (destination write error)",
+			    dm_device_name(dm_table_get_md(cor->ti->table)), op->region);
+	}
+	free_cold_read(cor, cr);
+	release_op(cor, op, ok, false, BLK_STS_OK);
+}
+
+/* From the worker: write the pages a cold read filled to the destination */
+static void issue_cold_write(struct cor *cor, struct region_op *op)
+{
+	struct cold_read *cr = op->cold;
+
+	op->cold = NULL;
+	bio_reset(cr->bio, cor->dest_dev->bdev, REQ_OP_WRITE | COR_REQ_WRITE_UNCHANGED);
+	cr->bio->bi_iter.bi_sector = region_to_sector(cor, op->region);
+	cr->bio->bi_end_io = cold_write_endio;
+	cr->bio->bi_private = cr;
+	cold_read_add_pages(cor, cr);
+	submit_bio_noacct(cr->bio);
+}
+
+static void cold_read_endio(struct bio *bio)
+{
+	struct cold_read *cr = bio->bi_private;
+	struct region_op *op = cr->op;
+	struct cor *cor = op->cor;
+	unsigned long flags;
+
+	if (bio->bi_status) {
+		atomic64_inc(&cor->origin_read_errors);
+		if (bio_covers_region(cor, cr->user_bio, op->region)) {
+			cr->user_bio->bi_status = bio->bi_status;
+			bio_endio(cr->user_bio);
+		} else {
+			/*
+			 * The reader's own sectors may be readable: the copy
+			 * failed, the reader retries them from the origin.
+			 */
+			atomic64_inc(&cor->copies_failed);
+			DMERR_LIMIT("%s: copy of region %lu failed (origin read error)",
+				    dm_device_name(dm_table_get_md(cor->ti->table)),
+				    op->region);
+			bio_ctx(cr->user_bio)->flags |= COR_BIO_NO_COLD_READ;
+			spin_lock_irqsave(&cor->lock, flags);
+			bio_list_add(&cor->deferred_bios, cr->user_bio);
+			spin_unlock_irqrestore(&cor->lock, flags);
+		}
+		free_cold_read(cor, cr);
+		release_op(cor, op, false, false, BLK_STS_OK);
+		return;
+	}
+
+	cold_read_fill_user_bio(cr);
+	bio_endio(cr->user_bio);
+	cr->user_bio = NULL;
+
+	/* The copy is issued from the worker: not on this read's path */
+	spin_lock_irqsave(&cor->lock, flags);
+	op->cold = cr;
+	__queue_copy(cor, op);
+	spin_unlock_irqrestore(&cor->lock, flags);
+	wake_worker(cor);
+}
+
+/*
+ * Read the whole region of @op into new pages, completing @bio from them.
+ * Returns false, having changed nothing, when the region is too large or
+ * memory is short: the caller then reads the origin directly.  Doesn't block.
+ */
+static bool start_cold_read(struct cor *cor, struct region_op *op, struct bio *bio)
+{
+	sector_t len = region_len(cor, op->region);
+	unsigned int nr_pages = DIV_ROUND_UP(len << SECTOR_SHIFT, PAGE_SIZE);
+	const gfp_t gfp = GFP_NOWAIT | __GFP_NOWARN;
+	struct cold_read *cr;
+
+	if (cor->region_size > COLD_READ_MAX_REGION_SECTORS)
+		return false;
+	if (atomic_add_return(nr_pages, &cor->cold_read_pages) > COLD_READ_MAX_PAGES) {
+		atomic_sub(nr_pages, &cor->cold_read_pages);
+		return false;
+	}
+	cr = kzalloc(struct_size(cr, pages, nr_pages), gfp);
+	if (!cr) {
+		atomic_sub(nr_pages, &cor->cold_read_pages);
+		return false;
+	}
+	cr->op = op;
+	cr->user_bio = bio;
+	cr->offset = (bio_offset_sector(cor, bio) - region_to_sector(cor, op->region)) <<
+		     SECTOR_SHIFT;
+	for (; cr->nr_pages < nr_pages; cr->nr_pages++) {
+		cr->pages[cr->nr_pages] = alloc_page(gfp);
+		if (!cr->pages[cr->nr_pages])
+			goto fail;
+	}
+	cr->bio = bio_alloc_bioset(cor->origin_dev->bdev, nr_pages, REQ_OP_READ, gfp,
+				   &cor->cold_read_bs);
+	if (!cr->bio)
+		goto fail;
+	cr->bio->bi_iter.bi_sector = region_to_sector(cor, op->region);
+	cr->bio->bi_ioprio = bio->bi_ioprio;
+	cr->bio->bi_end_io = cold_read_endio;
+	cr->bio->bi_private = cr;
+	cold_read_add_pages(cor, cr);
+
+	atomic64_add(len, &cor->origin_read_sectors);
+	submit_bio_noacct(cr->bio);
+	return true;
+
+fail:
+	free_cold_read(cor, cr);
+	return false;
 }
 
 /* Mapping data bios (reads and writes, never crossing a region) */
+
+/*
+ * A write flagged REQ_WRITE_UNCHANGED does not change what the device
+ * presents (a stacked cor device's copy, say): it never makes a region
+ * DIRTY.  Always false on kernels without the flag.
+ */
+static bool bio_unchanged(struct bio *bio)
+{
+	return bio->bi_opf & COR_REQ_WRITE_UNCHANGED;
+}
 
 static int map_to_dest_write(struct cor *cor, struct bio *bio, unsigned long region)
 {
 	struct cor_bio_ctx *ctx = bio_ctx(bio);
 
-	if (!dm_cor_region_dirty(cor->cmd, region)) {
+	if (!bio_unchanged(bio) && !dm_cor_region_dirty(cor->cmd, region)) {
 		ctx->flags |= COR_BIO_MARK_DIRTY;
 		ctx->region = region;
 	}
@@ -541,11 +793,13 @@ static int map_to_dest_write(struct cor *cor, struct bio *bio, unsigned long reg
 /*
  * Read of a region that looked unhydrated: serve it from the origin and, if
  * no op holds the region, take one so the region is copied once the read
- * completes.  Doesn't block.
+ * completes: through a cold read of the whole region if possible, else by
+ * reading the origin again.  Doesn't block.
  */
 static int map_cold_read(struct cor *cor, struct bio *bio, unsigned long region)
 {
 	struct cor_bio_ctx *ctx = bio_ctx(bio);
+	struct region_op *op = NULL;
 	unsigned long flags;
 
 	spin_lock_irqsave(&cor->lock, flags);
@@ -555,10 +809,16 @@ static int map_cold_read(struct cor *cor, struct bio *bio, unsigned long region)
 		return DM_MAPIO_REMAPPED;
 	}
 	/* Without an op (pool empty, or another op holds it) there is no copy */
-	if (get_mode(cor) == COR_MODE_RW && !__find_op(cor, region))
-		ctx->op = __new_op(cor, region);
+	if (get_mode(cor) == COR_MODE_RW && !__find_op(cor, region) &&
+	    !(ctx->flags & COR_BIO_NO_COLD_READ))
+		op = __new_op(cor, region);
 	spin_unlock_irqrestore(&cor->lock, flags);
 
+	if (op && start_cold_read(cor, op, bio))
+		return DM_MAPIO_SUBMITTED;
+
+	ctx->op = op;
+	ctx->flags |= COR_BIO_ORIGIN_READ;
 	atomic64_add(bio_sectors(bio), &cor->origin_read_sectors);
 	remap_to(cor, bio, cor->origin_dev);
 	return DM_MAPIO_REMAPPED;
@@ -716,6 +976,61 @@ static void stop_hydration(struct cor *cor, const char *why)
 	set_bit(COR_EVENT_PENDING, &cor->flags);
 }
 
+/* Caller holds cor->lock */
+static void __queue_prefetch(struct cor *cor, struct prefetch_range *pr, bool head)
+{
+	if (head)
+		list_add(&pr->list, &cor->prefetch_queue);
+	else
+		list_add_tail(&pr->list, &cor->prefetch_queue);
+	cor->nr_prefetch_ranges++;
+	cor->prefetch_regions += pr->end - pr->next;
+}
+
+static void clear_prefetch_queue(struct cor *cor)
+{
+	struct prefetch_range *pr, *tmp;
+	LIST_HEAD(ranges);
+
+	spin_lock_irq(&cor->lock);
+	list_splice_init(&cor->prefetch_queue, &ranges);
+	cor->nr_prefetch_ranges = 0;
+	cor->prefetch_regions = 0;
+	spin_unlock_irq(&cor->lock);
+
+	list_for_each_entry_safe(pr, tmp, &ranges, list)
+		kfree(pr);
+}
+
+/*
+ * A failed batch is retried, after a backoff, from its first region: the
+ * scan goes back there, a prefetched range goes back to the queue's head.
+ */
+static void hydration_batch_failed(struct cor *cor, struct hydration_batch *batch)
+{
+	unsigned int failures = READ_ONCE(cor->hydration_failures) + 1;
+	unsigned long delay = HYDRATION_BACKOFF << min(failures - 1, 8U);
+	struct prefetch_range *pr;
+	unsigned long flags;
+
+	WRITE_ONCE(cor->hydration_failures, failures);
+	WRITE_ONCE(cor->hydration_retry_at, jiffies + delay);
+	if (batch->prefetch) {
+		pr = kmalloc(sizeof(*pr), GFP_NOIO);
+		if (pr) {
+			pr->next = batch->first;
+			pr->end = batch->first + batch->nr;
+			spin_lock_irqsave(&cor->lock, flags);
+			__queue_prefetch(cor, pr, true);
+			spin_unlock_irqrestore(&cor->lock, flags);
+		}
+	} else {
+		WRITE_ONCE(cor->hydration_offset, batch->first);
+	}
+	if (!test_bit(COR_SUSPENDED, &cor->flags))
+		mod_delayed_work(cor->wq, &cor->waker, delay);
+}
+
 static void hydration_batch_complete(int read_err, unsigned long write_err, void *context)
 {
 	struct hydration_batch *batch = context;
@@ -732,10 +1047,9 @@ static void hydration_batch_complete(int read_err, unsigned long write_err, void
 			atomic64_inc(&cor->origin_read_errors);
 		DMERR_LIMIT("%s: hydration of regions %lu-%lu failed (%s error)",
 			    dm_device_name(dm_table_get_md(cor->ti->table)),
-			    list_first_entry(&batch->ops, struct region_op, copy_entry)->region,
-			    list_last_entry(&batch->ops, struct region_op, copy_entry)->region,
+			    batch->first, batch->first + batch->nr - 1,
 			    read_err ? "origin read" : "destination write");
-		WRITE_ONCE(cor->hydration_failures, READ_ONCE(cor->hydration_failures) + 1);
+		hydration_batch_failed(cor, batch);
 	}
 
 	atomic_sub(batch->nr, &cor->nr_copies);
@@ -748,36 +1062,93 @@ static void hydration_batch_complete(int read_err, unsigned long write_err, void
 }
 
 /*
- * Start one copy of up to hydration_batch_size contiguous unhydrated regions
- * that no op holds, from hydration_offset on (wrapping once).  Returns false
- * when nothing could be started now.
+ * The next region to hydrate and the end of the run it may extend to:
+ * prefetched ranges first, in the order they were queued, then (if
+ * background hydration runs) the scan from hydration_offset, wrapping once.
+ * Returns false when there is nothing to copy.
+ */
+static bool next_hydration_region(struct cor *cor, unsigned long *region,
+				  unsigned long *end, bool *prefetch)
+{
+	struct prefetch_range *pr;
+	unsigned long r;
+
+	spin_lock_irq(&cor->lock);
+	while ((pr = list_first_entry_or_null(&cor->prefetch_queue,
+					      struct prefetch_range, list))) {
+		r = dm_cor_find_next_region(cor->cmd, false, false, pr->next, pr->end);
+		cor->prefetch_regions -= r - pr->next;
+		pr->next = r;
+		if (r < pr->end) {
+			spin_unlock_irq(&cor->lock);
+			*region = r;
+			*end = pr->end;
+			*prefetch = true;
+			return true;
+		}
+		list_del(&pr->list);
+		cor->nr_prefetch_ranges--;
+		kfree(pr);
+	}
+	spin_unlock_irq(&cor->lock);
+
+	*prefetch = false;
+	if (!test_bit(COR_HYDRATION_ACTIVE, &cor->flags))
+		return false;
+	*end = cor->nr_regions;
+	r = dm_cor_find_next_region(cor->cmd, false, false, cor->hydration_offset,
+				    cor->nr_regions);
+	if (r >= cor->nr_regions)
+		r = dm_cor_find_next_region(cor->cmd, false, false, 0, cor->nr_regions);
+	if (r >= cor->nr_regions) {
+		if (!atomic_read(&cor->hydration_regions))
+			stop_hydration(cor, "every region is hydrated");
+		return false;
+	}
+	*region = r;
+	return true;
+}
+
+/* The prefetch range a batch came from has been started up to @next */
+static void prefetch_advance(struct cor *cor, unsigned long first, unsigned long next)
+{
+	struct prefetch_range *pr;
+
+	spin_lock_irq(&cor->lock);
+	pr = list_first_entry_or_null(&cor->prefetch_queue, struct prefetch_range, list);
+	if (pr && pr->next == first) {
+		cor->prefetch_regions -= min(next, pr->end) - pr->next;
+		pr->next = min(next, pr->end);
+	}
+	spin_unlock_irq(&cor->lock);
+}
+
+/*
+ * Start one copy of up to @max contiguous unhydrated regions that no op
+ * holds.  Returns false when nothing could be started now.
  */
 static bool start_hydration_batch(struct cor *cor, unsigned long max)
 {
 	struct hydration_batch *batch;
 	struct dm_io_region from, to;
-	unsigned long region, r;
+	unsigned long region, end, r;
 	struct region_op *op;
+	bool prefetch;
 
-	region = dm_cor_find_next_region(cor->cmd, false, false, cor->hydration_offset,
-					 cor->nr_regions);
-	if (region >= cor->nr_regions)
-		region = dm_cor_find_next_region(cor->cmd, false, false, 0, cor->nr_regions);
-	if (region >= cor->nr_regions) {
-		if (!atomic_read(&cor->hydration_regions))
-			stop_hydration(cor, "every region is hydrated");
+	if (!next_hydration_region(cor, &region, &end, &prefetch))
 		return false;
-	}
 
 	batch = kmalloc(sizeof(*batch), GFP_NOIO);
 	if (!batch)
 		return false;
 	batch->cor = cor;
+	batch->first = region;
 	batch->nr = 0;
+	batch->prefetch = prefetch;
 	INIT_LIST_HEAD(&batch->ops);
 
 	spin_lock_irq(&cor->lock);
-	for (r = region; r < cor->nr_regions && batch->nr < max; r++) {
+	for (r = region; r < end && batch->nr < max; r++) {
 		if (dm_cor_region_hydrated(cor->cmd, r) || __find_op(cor, r))
 			break;
 		op = __new_op(cor, r);
@@ -788,9 +1159,16 @@ static bool start_hydration_batch(struct cor *cor, unsigned long max)
 	}
 	spin_unlock_irq(&cor->lock);
 
-	/* A busy region is skipped; the next pass over the bitmap retries it */
-	cor->hydration_offset = region + max(batch->nr, 1UL);
+	/*
+	 * A region held by another op is skipped: that op copies or writes
+	 * it, and if it fails the next pass over the bitmap comes back.
+	 */
+	if (prefetch)
+		prefetch_advance(cor, region, region + max(batch->nr, 1UL));
+	else
+		cor->hydration_offset = region + max(batch->nr, 1UL);
 	if (!batch->nr) {
+		/* Retried when an op ends: release_op() wakes the worker */
 		kfree(batch);
 		return false;
 	}
@@ -804,28 +1182,49 @@ static bool start_hydration_batch(struct cor *cor, unsigned long max)
 	to = from;
 	to.bdev = cor->dest_dev->bdev;
 	atomic64_add(from.count, &cor->origin_read_sectors);
-	dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, 0, hydration_batch_complete, batch);
+	dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, COR_KCOPYD_WRITE_UNCHANGED,
+		       hydration_batch_complete, batch);
 	return true;
 }
 
-/* Keep up to hydration_threshold regions in flight */
+/*
+ * Keep regions in flight for prefetch and background hydration.  User I/O
+ * keeps priority without starving the copy: while any user read or write is
+ * in flight, hydration keeps a single batch in flight (so it still moves
+ * at one batch per round trip); when the device is idle it keeps up to
+ * hydration_threshold regions in flight.
+ */
 static void do_hydration(struct cor *cor)
 {
-	unsigned int threshold, in_flight;
+	unsigned int threshold, batch_size, in_flight, limit;
+	unsigned int failures;
 
-	while (test_bit(COR_HYDRATION_ACTIVE, &cor->flags)) {
+	for (;;) {
+		if (!test_bit(COR_HYDRATION_ACTIVE, &cor->flags) &&
+		    list_empty_careful(&cor->prefetch_queue))
+			return;
 		if (test_bit(COR_SUSPENDED, &cor->flags) || get_mode(cor) != COR_MODE_RW)
 			return;
-		if (READ_ONCE(cor->hydration_failures) >= MAX_HYDRATION_FAILURES) {
-			stop_hydration(cor, "too many failed copies");
+		failures = READ_ONCE(cor->hydration_failures);
+		if (failures >= HYDRATION_MAX_ATTEMPTS) {
+			WRITE_ONCE(cor->hydration_failures, 0);
+			atomic64_inc(&cor->hydration_errors);
+			set_bit(COR_HYDRATION_FAILED, &cor->flags);
+			clear_prefetch_queue(cor);
+			stop_hydration(cor, "a region failed to copy too many times");
+			set_bit(COR_EVENT_PENDING, &cor->flags);
 			return;
 		}
+		if (failures && time_before(jiffies, READ_ONCE(cor->hydration_retry_at)))
+			return;	/* the waker is due at the retry time */
+
 		threshold = READ_ONCE(cor->hydration_threshold);
+		batch_size = READ_ONCE(cor->hydration_batch_size);
 		in_flight = atomic_read(&cor->hydration_regions);
-		if (in_flight >= threshold)
+		limit = atomic_read(&cor->user_ios) ? min(threshold, batch_size) : threshold;
+		if (in_flight >= limit || (failures && in_flight))
 			return;
-		if (!start_hydration_batch(cor, min(READ_ONCE(cor->hydration_batch_size),
-						    threshold - in_flight)))
+		if (!start_hydration_batch(cor, min(batch_size, limit - in_flight)))
 			return;
 	}
 }
@@ -851,7 +1250,10 @@ static void process_copy_queue(struct cor *cor)
 
 	list_for_each_entry_safe(op, tmp, &ops, copy_entry) {
 		list_del_init(&op->copy_entry);
-		issue_copy(cor, op);
+		if (op->cold)
+			issue_cold_write(cor, op);
+		else
+			issue_copy(cor, op);
 	}
 }
 
@@ -926,6 +1328,7 @@ static void do_worker(struct work_struct *work)
 	    !test_and_set_bit(COR_HYDRATED_ANNOUNCED, &cor->flags)) {
 		DMINFO("%s: every region is hydrated",
 		       dm_device_name(dm_table_get_md(cor->ti->table)));
+		dm_cor_metadata_release_hydrated(cor->cmd);
 		set_bit(COR_EVENT_PENDING, &cor->flags);
 	}
 	if (test_and_clear_bit(COR_EVENT_PENDING, &cor->flags))
@@ -963,6 +1366,10 @@ static int cor_map(struct dm_target *ti, struct bio *bio)
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
 	case REQ_OP_WRITE:
+		ctx->flags |= COR_BIO_USER_IO;
+		atomic_inc(&cor->user_ios);
+		if (bio_unchanged(bio))
+			atomic64_inc(&cor->unchanged_writes);
 		return map_data_bio(cor, bio);
 	case REQ_OP_DISCARD:
 		defer_bio(cor, &cor->deferred_discards, bio);
@@ -982,12 +1389,21 @@ static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 	if (ctx->flags & COR_BIO_COMMITTED)
 		return DM_ENDIO_DONE;
 
+	if (ctx->flags & COR_BIO_USER_IO) {
+		ctx->flags &= ~COR_BIO_USER_IO;
+		if (atomic_dec_and_test(&cor->user_ios) &&
+		    (test_bit(COR_HYDRATION_ACTIVE, &cor->flags) ||
+		     READ_ONCE(cor->prefetch_regions)))
+			wake_worker(cor);	/* idle: hydration may speed up */
+	}
+
 	ctx->op = NULL;
 	if (bio_data_dir(bio) == READ) {
+		if (*error && (ctx->flags & COR_BIO_ORIGIN_READ))
+			atomic64_inc(&cor->origin_read_errors);
 		if (!op)
 			return DM_ENDIO_DONE;
 		if (*error) {
-			atomic64_inc(&cor->origin_read_errors);
 			release_op(cor, op, false, false, BLK_STS_OK);
 			return DM_ENDIO_DONE;
 		}
@@ -1003,8 +1419,11 @@ static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		return DM_ENDIO_DONE;
 
 	if (op) {
-		/* Whole-region write: the region is now hydrated and dirty */
-		release_op(cor, op, !*error, true, BLK_STS_OK);
+		/*
+		 * Whole-region write: the region is now hydrated and dirty, or
+		 * CLEAN for an unchanged write (a copy that cost us nothing)
+		 */
+		release_op(cor, op, !*error, !bio_unchanged(bio), BLK_STS_OK);
 	} else if ((ctx->flags & COR_BIO_MARK_DIRTY) && !*error &&
 		   get_mode(cor) == COR_MODE_RW) {
 		dm_cor_mark_regions(cor->cmd, ctx->region, 1, true);
@@ -1044,6 +1463,8 @@ static void cor_postsuspend(struct dm_target *ti)
 	/* User bios are done, but copies started by completed reads may not be */
 	wait_event(cor->ops_drained, !atomic_read(&cor->nr_ops));
 	flush_workqueue(cor->wq);
+	WRITE_ONCE(cor->shared->hydration_active,
+		   test_bit(COR_HYDRATION_ACTIVE, &cor->flags));
 
 	if (commit_metadata(cor))
 		DMERR("%s: commit at suspend failed",
@@ -1055,7 +1476,8 @@ static void cor_resume(struct dm_target *ti)
 	struct cor *cor = ti->private;
 
 	clear_bit(COR_SUSPENDED, &cor->flags);
-	if (test_and_clear_bit(COR_BACKGROUND_HYDRATION_PENDING, &cor->flags))
+	if (test_and_clear_bit(COR_BACKGROUND_HYDRATION_PENDING, &cor->flags) ||
+	    READ_ONCE(cor->shared->hydration_active))
 		set_bit(COR_HYDRATION_ACTIVE, &cor->flags);
 	queue_delayed_work(cor->wq, &cor->waker, COMMIT_PERIOD);
 	wake_worker(cor);
@@ -1086,6 +1508,12 @@ static void emit_features(struct cor *cor, char *result, unsigned int maxlen,
  * <#dirty regions> <mode> <#features> <features>* <#core args> <core args>*
  * <#counter words> <counter name> <value> ...
  *
+ * Counters: origin_read_sectors, copies_done, copies_failed,
+ * origin_read_errors, hydration_active (0/1), hydration_stopped_on_error
+ * (0/1), hydration_errors (times hydration gave up on a region),
+ * prefetch_queued (regions still queued by prefetch messages),
+ * unchanged_writes (writes received with REQ_WRITE_UNCHANGED).
+ *
  * Volatile metadata prints "- -/-" for the two metadata fields.
  */
 static void cor_status(struct dm_target *ti, status_type_t type,
@@ -1113,12 +1541,19 @@ static void cor_status(struct dm_target *ti, status_type_t type,
 		DMEMIT("4 hydration_threshold %u hydration_batch_size %u ",
 		       READ_ONCE(cor->hydration_threshold),
 		       READ_ONCE(cor->hydration_batch_size));
-		DMEMIT("8 origin_read_sectors %lld copies_done %lld ",
+		DMEMIT("18 origin_read_sectors %lld copies_done %lld ",
 		       (long long)atomic64_read(&cor->origin_read_sectors),
 		       (long long)atomic64_read(&cor->copies_done));
-		DMEMIT("copies_failed %lld origin_read_errors %lld",
+		DMEMIT("copies_failed %lld origin_read_errors %lld ",
 		       (long long)atomic64_read(&cor->copies_failed),
 		       (long long)atomic64_read(&cor->origin_read_errors));
+		DMEMIT("hydration_active %d hydration_stopped_on_error %d ",
+		       test_bit(COR_HYDRATION_ACTIVE, &cor->flags),
+		       test_bit(COR_HYDRATION_FAILED, &cor->flags));
+		DMEMIT("hydration_errors %lld prefetch_queued %lu unchanged_writes %lld",
+		       (long long)atomic64_read(&cor->hydration_errors),
+		       READ_ONCE(cor->prefetch_regions),
+		       (long long)atomic64_read(&cor->unchanged_writes));
 		break;
 
 	case STATUSTYPE_TABLE:
@@ -1197,6 +1632,7 @@ static int hydration_message(struct cor *cor, unsigned int argc, char **argv)
 			return -EINVAL;
 		}
 		WRITE_ONCE(cor->hydration_failures, 0);
+		clear_bit(COR_HYDRATION_FAILED, &cor->flags);
 		set_bit(COR_HYDRATION_ACTIVE, &cor->flags);
 		wake_worker(cor);
 		return 0;
@@ -1207,6 +1643,48 @@ static int hydration_message(struct cor *cor, unsigned int argc, char **argv)
 	}
 	DMERR("hydration: usage: hydration start|stop");
 	return -EINVAL;
+}
+
+/* prefetch <start_sector> <nr_sectors>: queue the regions, return at once */
+static int prefetch_message(struct cor *cor, unsigned int argc, char **argv)
+{
+	struct prefetch_range *pr;
+	sector_t start, nr;
+	int r = 0;
+
+	if (argc != 3 || kstrtoull(argv[1], 10, &start) || kstrtoull(argv[2], 10, &nr) ||
+	    !nr || start >= cor->ti->len || nr > cor->ti->len - start) {
+		DMERR("prefetch: usage: prefetch <start_sector> <nr_sectors>, within 0-%llu",
+		      (unsigned long long)cor->ti->len - 1);
+		return -EINVAL;
+	}
+	if (get_mode(cor) != COR_MODE_RW) {
+		DMERR("prefetch: device is in %s mode", mode_name(get_mode(cor)));
+		return -EINVAL;
+	}
+
+	pr = kmalloc(sizeof(*pr), GFP_KERNEL);
+	if (!pr)
+		return -ENOMEM;
+	pr->next = start >> cor->region_shift;
+	pr->end = ((start + nr - 1) >> cor->region_shift) + 1;
+
+	spin_lock_irq(&cor->lock);
+	if (cor->nr_prefetch_ranges >= MAX_PREFETCH_RANGES)
+		r = -EBUSY;
+	else
+		__queue_prefetch(cor, pr, false);
+	spin_unlock_irq(&cor->lock);
+
+	if (r) {
+		DMERR("prefetch: %u ranges are already queued", MAX_PREFETCH_RANGES);
+		kfree(pr);
+		return r;
+	}
+	WRITE_ONCE(cor->hydration_failures, 0);
+	clear_bit(COR_HYDRATION_FAILED, &cor->flags);
+	wake_worker(cor);
+	return 0;
 }
 
 static int cor_message(struct dm_target *ti, unsigned int argc, char **argv,
@@ -1222,6 +1700,9 @@ static int cor_message(struct dm_target *ti, unsigned int argc, char **argv,
 
 	if (!strcasecmp(argv[0], "hydration"))
 		return hydration_message(cor, argc, argv);
+
+	if (!strcasecmp(argv[0], "prefetch"))
+		return prefetch_message(cor, argc, argv);
 
 	if (!strcasecmp(argv[0], "hydration_threshold"))
 		return set_tunable(cor, argc, argv, &cor->hydration_threshold,
@@ -1487,9 +1968,14 @@ static void init_state(struct cor *cor)
 	bio_list_init(&cor->deferred_flushes);
 	bio_list_init(&cor->deferred_completions);
 	INIT_LIST_HEAD(&cor->copy_queue);
+	INIT_LIST_HEAD(&cor->prefetch_queue);
 	atomic_set(&cor->nr_ops, 0);
+	atomic_set(&cor->cold_read_pages, 0);
 	atomic_set(&cor->nr_copies, 0);
 	atomic_set(&cor->hydration_regions, 0);
+	atomic_set(&cor->user_ios, 0);
+	atomic64_set(&cor->hydration_errors, 0);
+	atomic64_set(&cor->unchanged_writes, 0);
 	init_waitqueue_head(&cor->ops_drained);
 	INIT_WORK(&cor->worker, do_worker);
 	INIT_DELAYED_WORK(&cor->waker, do_waker);
@@ -1554,11 +2040,17 @@ static int cor_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_mempool;
 	}
 
+	r = bioset_init(&cor->cold_read_bs, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		ti->error = "Cannot allocate the cold read bioset";
+		goto out_bioset;
+	}
+
 	cor->kcopyd = dm_kcopyd_client_create(NULL);
 	if (IS_ERR(cor->kcopyd)) {
 		r = PTR_ERR(cor->kcopyd);
 		ti->error = "Cannot create the kcopyd client";
-		goto out_bioset;
+		goto out_cold_read_bioset;
 	}
 
 	cor->wq = alloc_workqueue("dm-" DM_MSG_PREFIX, WQ_MEM_RECLAIM, 0);
@@ -1586,6 +2078,8 @@ out_wq:
 	destroy_workqueue(cor->wq);
 out_kcopyd:
 	dm_kcopyd_client_destroy(cor->kcopyd);
+out_cold_read_bioset:
+	bioset_exit(&cor->cold_read_bs);
 out_bioset:
 	bioset_exit(&cor->discard_bs);
 out_mempool:
@@ -1605,7 +2099,9 @@ static void cor_dtr(struct dm_target *ti)
 
 	cancel_delayed_work_sync(&cor->waker);
 	destroy_workqueue(cor->wq);
+	clear_prefetch_queue(cor);
 	dm_kcopyd_client_destroy(cor->kcopyd);
+	bioset_exit(&cor->cold_read_bs);
 	bioset_exit(&cor->discard_bs);
 	mempool_exit(&cor->op_pool);
 	put_shared_metadata(cor->shared);
