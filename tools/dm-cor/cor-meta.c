@@ -9,6 +9,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,21 +24,108 @@
 
 const char *cor_prog = "cor";
 
+void cor_vmsg(FILE *f, const char *path, const char *prefix, const char *fmt, va_list ap)
+{
+	fprintf(f, "%s: %s%s", cor_prog, path ? path : "", prefix ? prefix : "");
+	vfprintf(f, fmt, ap);
+	fputc('\n', f);
+}
+
 void cor_err(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", cor_prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cor_vmsg(stderr, NULL, NULL, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void cor_print_version(void)
 {
 	printf("%s %s (dm-cor metadata version %d)\n", cor_prog, COR_TOOLS_VERSION,
 	       DM_COR_METADATA_VERSION);
+}
+
+/* Command lines */
+
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define MAX_TOOL_OPTS	8
+
+/* The long options every tool has, after its own */
+static const struct option std_opts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+int cor_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+	       cor_usage_fn usage)
+{
+	static struct option all[MAX_TOOL_OPTS + ARRAY_SIZE(std_opts)];
+	char optstring[3 * MAX_TOOL_OPTS + 3];
+	size_t n;
+	int c;
+
+	for (n = 0; longopts[n].name && n < MAX_TOOL_OPTS; n++)
+		all[n] = longopts[n];
+	memcpy(&all[n], std_opts, sizeof(std_opts));
+	snprintf(optstring, sizeof(optstring), "%shV", shortopts);
+	c = getopt_long(argc, argv, optstring, all, NULL);
+	switch (c) {
+	case 'h':
+		usage(stdout);
+		exit(0);
+	case 'V':
+		cor_print_version();
+		exit(0);
+	case '?':
+		usage(stderr);
+		exit(2);
+	}
+	return c;
+}
+
+const char *cor_one_operand(int argc, char **argv, cor_usage_fn usage)
+{
+	if (optind == argc - 1)
+		return argv[optind];
+	if (optind < argc)
+		cor_err("one metadata device expected, %d given", argc - optind);
+	usage(stderr);
+	return NULL;
+}
+
+int cor_io_args(int argc, char **argv, cor_usage_fn usage, const char *needed,
+		struct cor_io_args *args)
+{
+	static const struct option opts[] = {
+		{ "input", required_argument, NULL, 'i' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(args, 0, sizeof(*args));
+	while ((c = cor_getopt(argc, argv, "i:o:q", opts, usage)) != -1) {
+		switch (c) {
+		case 'i':
+			args->input = optarg;
+			break;
+		case 'o':
+			args->output = optarg;
+			break;
+		case 'q':
+			args->quiet = true;
+			break;
+		}
+	}
+	if (!args->input || !args->output || optind != argc) {
+		cor_err("%s are needed, and nothing else", needed);
+		usage(stderr);
+		return -1;
+	}
+	return 0;
 }
 
 /* Devices */
@@ -145,8 +233,10 @@ int cor_dev_close(struct cor_dev *dev)
 	return r;
 }
 
-int cor_dev_read(struct cor_dev *dev, __u64 blocknr, void *block)
+/* Block @blocknr whole: written from @wbuf if it is not NULL, else read into @rbuf */
+static int dev_rw(struct cor_dev *dev, __u64 blocknr, void *rbuf, const void *wbuf)
 {
+	off_t pos = (off_t)(blocknr * DM_COR_BLOCK_SIZE);
 	size_t done = 0;
 	ssize_t n;
 
@@ -156,15 +246,20 @@ int cor_dev_read(struct cor_dev *dev, __u64 blocknr, void *block)
 		return -1;
 	}
 	while (done < DM_COR_BLOCK_SIZE) {
-		n = pread(dev->fd, (char *)block + done, DM_COR_BLOCK_SIZE - done,
-			  (off_t)(blocknr * DM_COR_BLOCK_SIZE + done));
+		if (wbuf)
+			n = pwrite(dev->fd, (const char *)wbuf + done, DM_COR_BLOCK_SIZE - done,
+				   pos + done);
+		else
+			n = pread(dev->fd, (char *)rbuf + done, DM_COR_BLOCK_SIZE - done,
+				  pos + done);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			cor_err("%s: reading block %llu: %s", dev->path, blocknr, strerror(errno));
+		if (n < 0 || (wbuf && !n)) {
+			cor_err("%s: %s block %llu: %s", dev->path, wbuf ? "writing" : "reading",
+				blocknr, n < 0 ? strerror(errno) : "short write");
 			return -1;
 		}
-		if (n == 0) {
+		if (!n) {
 			cor_err("%s: block %llu: unexpected end of file", dev->path, blocknr);
 			return -1;
 		}
@@ -173,29 +268,14 @@ int cor_dev_read(struct cor_dev *dev, __u64 blocknr, void *block)
 	return 0;
 }
 
+int cor_dev_read(struct cor_dev *dev, __u64 blocknr, void *block)
+{
+	return dev_rw(dev, blocknr, block, NULL);
+}
+
 int cor_dev_write(struct cor_dev *dev, __u64 blocknr, const void *block)
 {
-	size_t done = 0;
-	ssize_t n;
-
-	if (blocknr >= dev->nr_blocks) {
-		cor_err("%s: block %llu is past the end (%llu blocks)", dev->path, blocknr,
-			dev->nr_blocks);
-		return -1;
-	}
-	while (done < DM_COR_BLOCK_SIZE) {
-		n = pwrite(dev->fd, (const char *)block + done, DM_COR_BLOCK_SIZE - done,
-			   (off_t)(blocknr * DM_COR_BLOCK_SIZE + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			cor_err("%s: writing block %llu: %s", dev->path, blocknr,
-				n < 0 ? strerror(errno) : "short write");
-			return -1;
-		}
-		done += n;
-	}
-	return 0;
+	return dev_rw(dev, blocknr, NULL, block);
 }
 
 int cor_dev_sync(struct cor_dev *dev)
@@ -230,6 +310,18 @@ int cor_dev_set_size(struct cor_dev *dev, __u64 nr_blocks)
 	}
 	dev->size = nr_blocks * DM_COR_BLOCK_SIZE;
 	dev->nr_blocks = nr_blocks;
+	return 0;
+}
+
+int cor_dev_reserve(struct cor_dev *out, __u64 nr_blocks)
+{
+	if (out->created && cor_dev_set_size(out, nr_blocks))
+		return -1;
+	if (out->nr_blocks < nr_blocks) {
+		cor_err("%s: too small: the metadata needs %llu blocks (%llu bytes), it has %llu bytes",
+			out->path, nr_blocks, nr_blocks * DM_COR_BLOCK_SIZE, out->size);
+		return -1;
+	}
 	return 0;
 }
 
@@ -466,6 +558,11 @@ int cor_sb_check(const struct cor_sb *sb, __u64 dev_blocks, struct cor_geom *g,
 }
 
 /* Bitmap blocks */
+
+const char *cor_bitmap_name(unsigned int kind)
+{
+	return kind == DM_COR_BITMAP_DIRTY ? "dirty" : "hydrated";
+}
 
 const char *cor_blk_state_name(enum cor_blk_state state)
 {

@@ -12,6 +12,8 @@
 #ifndef COR_META_H
 #define COR_META_H
 
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,13 +23,55 @@
 
 #define COR_TOOLS_VERSION	"0.2.0"
 
-#define cor_printf(a, b)	__attribute__((format(gnu_printf, a, b)))
+/* The kernel's __printf(): format checking of printf-like functions */
+#define cor_printf(a, b)	__attribute__((format(printf, a, b)))
 
 /* The name of the running tool, for messages */
 extern const char *cor_prog;
 
+/*
+ * Print "PROG: ", then @path and @prefix where they are not NULL, then the
+ * message and a newline on @f: what every message of the tools looks like.
+ */
+void cor_vmsg(FILE *f, const char *path, const char *prefix, const char *fmt, va_list ap)
+	cor_printf(4, 0);
+/* An error: "PROG: message" on stderr */
 void cor_err(const char *fmt, ...) cor_printf(1, 2);
 void cor_print_version(void);
+
+/* Command lines */
+typedef void (*cor_usage_fn)(FILE *f);
+
+/*
+ * getopt_long() with the options every tool has: -h/--help prints @usage
+ * on stdout and exits 0, -V/--version prints the version and exits 0, an
+ * unknown option prints @usage on stderr and exits 2.  @shortopts and
+ * @longopts (at most 8) are the tool's own options; returns the next of
+ * them, -1 after the last option.
+ */
+int cor_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+	       cor_usage_fn usage);
+
+/*
+ * The operand after the options when there is exactly one (the
+ * METADATA_DEV of cor_check and cor_dump); else NULL, @usage printed on
+ * stderr.
+ */
+const char *cor_one_operand(int argc, char **argv, cor_usage_fn usage);
+
+/* The command line of cor_restore and cor_repair: -i INPUT -o OUTPUT [-q] */
+struct cor_io_args {
+	const char *input;
+	const char *output;
+	bool quiet;
+};
+
+/*
+ * Parse it into @args; both files are needed and no operand: else "@needed
+ * are needed, and nothing else", @usage on stderr, -1.
+ */
+int cor_io_args(int argc, char **argv, cor_usage_fn usage, const char *needed,
+		struct cor_io_args *args);
 
 /* A metadata device or image file */
 struct cor_dev {
@@ -49,6 +93,12 @@ int cor_dev_read(struct cor_dev *dev, __u64 blocknr, void *block);
 int cor_dev_write(struct cor_dev *dev, __u64 blocknr, const void *block);
 int cor_dev_sync(struct cor_dev *dev);
 int cor_dev_set_size(struct cor_dev *dev, __u64 nr_blocks);
+/*
+ * Room for @nr_blocks on an output: a file that cor_dev_open() created is
+ * made that long, anything else must be that long already.  0 or -1
+ * (reported).
+ */
+int cor_dev_reserve(struct cor_dev *out, __u64 nr_blocks);
 
 __u32 cor_block_csum(const void *block, __u32 xor);
 bool cor_block_is_zero(const void *block);
@@ -124,6 +174,8 @@ enum cor_blk_state {
 };
 
 const char *cor_blk_state_name(enum cor_blk_state state);
+/* "hydrated" or "dirty" */
+const char *cor_bitmap_name(unsigned int kind);
 
 /* How many regions block @index of a bitmap covers */
 __u64 cor_block_nbits(const struct cor_geom *g, __u64 index);

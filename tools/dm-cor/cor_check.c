@@ -7,7 +7,6 @@
  * or I/O error, or the device is in use.  See man/cor_check.8.
  */
 #define _GNU_SOURCE
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +24,7 @@ static void problem(void *ctx, const char *fmt, ...)
 	(void)ctx;
 	nr_problems++;
 	va_start(ap, fmt);
-	fputs("cor_check: damaged: ", stdout);
-	vprintf(fmt, ap);
-	putchar('\n');
+	cor_vmsg(stdout, NULL, "damaged: ", fmt, ap);
 	va_end(ap);
 }
 
@@ -39,9 +36,7 @@ static void note(const char *fmt, ...)
 	if (quiet)
 		return;
 	va_start(ap, fmt);
-	fputs("cor_check: ", stdout);
-	vprintf(fmt, ap);
-	putchar('\n');
+	cor_vmsg(stdout, NULL, NULL, fmt, ap);
 	va_end(ap);
 }
 
@@ -76,7 +71,6 @@ static int check_bitmaps(struct cor_dev *dev, const struct cor_geom *g, unsigned
 {
 	size_t bytes = DM_COR_BITMAP_WORDS * sizeof(__u64);
 	__u64 *bits[DM_COR_NR_BITMAPS], *bad, index, nbits, w;
-	static const char * const names[] = { "hydrated", "dirty" };
 	enum cor_blk_state st[DM_COR_NR_BITMAPS];
 	struct cor_runs runs;
 	unsigned int kind;
@@ -100,7 +94,7 @@ static int check_bitmaps(struct cor_dev *dev, const struct cor_geom *g, unsigned
 				goto out;
 			if (st[kind] != COR_BLK_OK)
 				problem(NULL, "%s bitmap block %llu (block %llu of area %u): %s",
-					names[kind], index,
+					cor_bitmap_name(kind), index,
 					(__u64)dm_cor_bitmap_location(g->bitmap_blocks, area,
 								      kind, index),
 					area, cor_blk_state_name(st[kind]));
@@ -144,8 +138,6 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "clear-needs-check-flag", no_argument, NULL, 'C' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	__u64 hydrated, dirty;
@@ -153,11 +145,12 @@ int main(int argc, char **argv)
 	struct cor_slots slots;
 	struct cor_dev dev;
 	struct cor_geom g;
+	const char *path;
 	struct cor_sb *sb;
 	int c, slot, r;
 
 	cor_prog = "cor_check";
-	while ((c = getopt_long(argc, argv, "qhV", opts, NULL)) != -1) {
+	while ((c = cor_getopt(argc, argv, "q", opts, show_usage)) != -1) {
 		switch (c) {
 		case 'q':
 			quiet = true;
@@ -165,25 +158,13 @@ int main(int argc, char **argv)
 		case 'C':
 			clear = true;
 			break;
-		case 'h':
-			show_usage(stdout);
-			return 0;
-		case 'V':
-			cor_print_version();
-			return 0;
-		default:
-			show_usage(stderr);
-			return 2;
 		}
 	}
-	if (optind != argc - 1) {
-		if (optind < argc)
-			cor_err("one metadata device expected, %d given", argc - optind);
-		show_usage(stderr);
+	path = cor_one_operand(argc, argv, show_usage);
+	if (!path)
 		return 2;
-	}
 
-	if (cor_dev_open(&dev, argv[optind], clear ? COR_OPEN_WRITE : 0))
+	if (cor_dev_open(&dev, path, clear ? COR_OPEN_WRITE : 0))
 		return 2;
 	if (dev.nr_blocks < DM_COR_NR_SUPERBLOCKS) {
 		problem(NULL, "%s is too small to hold dm-cor metadata (%llu bytes)", dev.path,

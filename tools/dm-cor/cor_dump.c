@@ -8,7 +8,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,11 +43,9 @@ static void report_damage(void *ctx, const char *fmt, ...)
 	va_list ap;
 
 	*(int *)ctx += 1;
-	fprintf(stderr, "%s: damaged: ", cor_prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cor_vmsg(stderr, NULL, "damaged: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static int emit_range(void *ctx, __u64 first, __u64 count)
@@ -87,7 +84,6 @@ static int check_bitmaps(struct cor_dev *dev, const struct cor_geom *g, unsigned
 {
 	__u64 *bits[DM_COR_NR_BITMAPS], index, nbits, w;
 	size_t bytes = DM_COR_BITMAP_WORDS * sizeof(__u64);
-	static const char * const names[] = { "hydrated", "dirty" };
 	enum cor_blk_state st;
 	unsigned int kind;
 	int bad = 0, r = 2;
@@ -108,7 +104,8 @@ static int check_bitmaps(struct cor_dev *dev, const struct cor_geom *g, unsigned
 				goto out;
 			if (st != COR_BLK_OK) {
 				report_damage(&bad, "%s bitmap block %llu of area %u: %s",
-					      names[kind], index, area, cor_blk_state_name(st));
+					      cor_bitmap_name(kind), index, area,
+					      cor_blk_state_name(st));
 				continue;
 			}
 			count[kind] += cor_count_bits(bits[kind], nbits);
@@ -270,13 +267,10 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const char * const names[] = { "hydrated", "dirty" };
 	struct dumper d = { .fmt = FMT_HUMAN };
-	const char *output = NULL;
+	const char *output = NULL, *path, *name;
 	struct cor_slots slots;
 	__u64 count[2];
 	struct cor_dev dev;
@@ -285,7 +279,7 @@ int main(int argc, char **argv)
 	int c, bad = 0, r;
 
 	cor_prog = "cor_dump";
-	while ((c = getopt_long(argc, argv, "f:o:hV", opts, NULL)) != -1) {
+	while ((c = cor_getopt(argc, argv, "f:o:", opts, show_usage)) != -1) {
 		switch (c) {
 		case 'f':
 			if (!strcmp(optarg, "human")) {
@@ -300,25 +294,13 @@ int main(int argc, char **argv)
 		case 'o':
 			output = optarg;
 			break;
-		case 'h':
-			show_usage(stdout);
-			return 0;
-		case 'V':
-			cor_print_version();
-			return 0;
-		default:
-			show_usage(stderr);
-			return 2;
 		}
 	}
-	if (optind != argc - 1) {
-		if (optind < argc)
-			cor_err("one metadata device expected, %d given", argc - optind);
-		show_usage(stderr);
+	path = cor_one_operand(argc, argv, show_usage);
+	if (!path)
 		return 2;
-	}
 
-	if (cor_dev_open(&dev, argv[optind], 0))
+	if (cor_dev_open(&dev, path, 0))
 		return 2;
 	if (dev.nr_blocks < DM_COR_NR_SUPERBLOCKS) {
 		cor_err("damaged: %s is too small to hold dm-cor metadata (%llu bytes)", dev.path,
@@ -357,14 +339,15 @@ int main(int argc, char **argv)
 	else
 		dump_human_head(&d, &dev, &slots);
 	for (kind = 0; kind < DM_COR_NR_BITMAPS; kind++) {
+		name = cor_bitmap_name(kind);
 		if (d.fmt == FMT_XML)
-			fprintf(d.out, "  <%s count=\"%llu\">\n", names[kind], count[kind]);
+			fprintf(d.out, "  <%s count=\"%llu\">\n", name, count[kind]);
 		else
-			fprintf(d.out, "%-16s %llu regions\n", names[kind], count[kind]);
+			fprintf(d.out, "%-16s %llu regions\n", name, count[kind]);
 		if (dump_bitmap(&d, &dev, &g, area, kind))
 			return 2;
 		if (d.fmt == FMT_XML)
-			fprintf(d.out, "  </%s>\n", names[kind]);
+			fprintf(d.out, "  </%s>\n", name);
 	}
 	if (d.fmt == FMT_XML)
 		fputs("</cor_metadata>\n", d.out);

@@ -57,7 +57,6 @@
  * repair from, nothing written.
  */
 #define _GNU_SOURCE
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,30 +120,17 @@ static void show_usage(FILE *f)
 		"3 nothing to repair from (no usable superblock), nothing written.\n");
 }
 
-static void msg(const char *fmt, ...) cor_printf(1, 2);
-static void msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", cor_prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static void reject(void *ctx, const char *fmt, ...) cor_printf(2, 3);
 static void reject(void *ctx, const char *fmt, ...)
 {
 	const struct cor_sb *sb = ctx;
+	char prefix[64];
 	va_list ap;
 
-	fprintf(stderr, "%s: superblock generation %llu rejected: ", cor_prog,
-		sb->generation);
+	snprintf(prefix, sizeof(prefix), "superblock generation %llu rejected: ", sb->generation);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cor_vmsg(stderr, NULL, prefix, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static enum cor_blk_state read_block(struct repair *rp, unsigned int area, unsigned int kind,
@@ -153,8 +139,8 @@ static enum cor_blk_state read_block(struct repair *rp, unsigned int area, unsig
 	enum cor_blk_state st = cor_read_bitmap_block(rp->in, &rp->g, area, kind, index, words);
 
 	if (st != COR_BLK_OK)
-		msg("%s bitmap block %llu of area %u: %s", kind ? "dirty" : "hydrated", index, area,
-		    cor_blk_state_name(st));
+		cor_err("%s bitmap block %llu of area %u: %s", cor_bitmap_name(kind), index, area,
+			cor_blk_state_name(st));
 	return st;
 }
 
@@ -218,10 +204,10 @@ static int report_fates(struct repair *rp)
 			if (last > rp->g.nr_regions)
 				last = rp->g.nr_regions;
 			last--;
-			msg("%s: regions %llu-%llu (sectors %llu-%llu): %s",
-			    fate_risky[f] ? "POSSIBLE DATA LOSS" : "given up, no data at risk",
-			    first, last, first * rp->g.region_sectors,
-			    (last + 1) * rp->g.region_sectors - 1, fate_text[f]);
+			cor_err("%s: regions %llu-%llu (sectors %llu-%llu): %s",
+				fate_risky[f] ? "POSSIBLE DATA LOSS" : "given up, no data at risk",
+				first, last, first * rp->g.region_sectors,
+				(last + 1) * rp->g.region_sectors - 1, fate_text[f]);
 			if (fate_risky[f])
 				worst = 1;
 			else if (!worst)
@@ -258,21 +244,21 @@ static int run_repair(struct cor_dev *in, struct cor_dev *out)
 	size_t bytes = DM_COR_BITMAP_WORDS * sizeof(__u64);
 
 	if (in->nr_blocks < DM_COR_NR_SUPERBLOCKS) {
-		msg("%s is too small to hold dm-cor metadata (%llu bytes): nothing to repair from",
-		    in->path, in->size);
+		cor_err("%s is too small to hold dm-cor metadata (%llu bytes): nothing to repair from",
+			in->path, in->size);
 		return 3;
 	}
 	if (cor_read_slots(in, &slots))
 		return 2;
 	if (slots.state[0] == COR_SLOT_ZERO && slots.state[1] == COR_SLOT_ZERO) {
-		msg("%s is all zeroes: not formatted yet; the output gets zeroed superblocks too",
-		    in->path);
+		cor_err("%s is all zeroes: not formatted yet; the output gets zeroed superblocks too",
+			in->path);
 		return write_zero_superblocks(out) ? 2 : 0;
 	}
 	for (slot = 0; slot < DM_COR_NR_SUPERBLOCKS; slot++)
 		if (slots.state[slot] != COR_SLOT_VALID && slots.state[slot] != COR_SLOT_ZERO)
-			msg("superblock slot %d: %s: ignored, as the kernel does", slot,
-			    cor_slot_state_name(slots.state[slot]));
+			cor_err("superblock slot %d: %s: ignored, as the kernel does", slot,
+				cor_slot_state_name(slots.state[slot]));
 
 	/* Valid slots, newest first (slot 0 first on a tie, as the kernel) */
 	order[0] = 0;
@@ -291,26 +277,20 @@ static int run_repair(struct cor_dev *in, struct cor_dev *out)
 			lost_commits = 1;
 	}
 	if (!chosen) {
-		msg("no usable superblock: region size and length unknown, nothing written");
+		cor_err("no usable superblock: region size and length unknown, nothing written");
 		return 3;
 	}
 	if (chosen->flags & DM_COR_SB_NEEDS_CHECK)
-		msg("the needs-check flag was set: cleared, the last commit (generation %llu) kept",
-		    chosen->generation);
-	if (lost_commits)
-		msg("POSSIBLE DATA LOSS: a newer superblock was rejected: generation %llu is used",
-		    chosen->generation);
-	if (lost_commits)
-		msg("POSSIBLE DATA LOSS: regions written after it read the origin's data again");
-
-	if (out->created && cor_dev_set_size(out, rp.g.nr_metadata_blocks))
-		return 2;
-	if (out->nr_blocks < rp.g.nr_metadata_blocks) {
-		cor_err("%s: too small: the metadata needs %llu blocks (%llu bytes), it has %llu bytes",
-			out->path, rp.g.nr_metadata_blocks,
-			rp.g.nr_metadata_blocks * DM_COR_BLOCK_SIZE, out->size);
-		return 2;
+		cor_err("the needs-check flag was set: cleared, the last commit (generation %llu) kept",
+			chosen->generation);
+	if (lost_commits) {
+		cor_err("POSSIBLE DATA LOSS: a newer superblock was rejected: generation %llu is used",
+			chosen->generation);
+		cor_err("POSSIBLE DATA LOSS: regions written after it read the origin's data again");
 	}
+
+	if (cor_dev_reserve(out, rp.g.nr_metadata_blocks))
+		return 2;
 
 	rp.area = chosen->active_area;
 	rp.generation = chosen->generation > ~0ULL - 2 ? 0 : chosen->generation;
@@ -343,47 +323,18 @@ out:
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *input = NULL, *output = NULL;
+	struct cor_io_args args;
+	const char *input, *output;
 	struct cor_dev in, out;
 	struct stat si, so;
-	int c, r;
+	int r;
 
 	cor_prog = "cor_repair";
-	while ((c = getopt_long(argc, argv, "i:o:qhV", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			input = optarg;
-			break;
-		case 'o':
-			output = optarg;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			show_usage(stdout);
-			return 0;
-		case 'V':
-			cor_print_version();
-			return 0;
-		default:
-			show_usage(stderr);
-			return 2;
-		}
-	}
-	if (!input || !output || optind != argc) {
-		cor_err("-i INPUT and -o OUTPUT are needed, and nothing else");
-		show_usage(stderr);
+	if (cor_io_args(argc, argv, show_usage, "-i INPUT and -o OUTPUT", &args))
 		return 2;
-	}
+	input = args.input;
+	output = args.output;
+	quiet = args.quiet;
 
 	if (cor_dev_open(&in, input, 0))
 		return 2;

@@ -13,7 +13,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,9 +73,8 @@ struct dump {
 	struct cor_sb sb[DM_COR_NR_SUPERBLOCKS];
 	struct ranges bits[DM_COR_NR_BITMAPS];
 	struct cor_geom g;
+	int newest;		/* the slot the kernel loads */
 };
-
-static const char * const bitmap_names[] = { "hydrated", "dirty" };
 
 static void show_usage(FILE *f)
 {
@@ -96,13 +94,13 @@ static void show_usage(FILE *f)
 static int parse_error(struct parser *ps, int line, const char *fmt, ...) cor_printf(3, 4);
 static int parse_error(struct parser *ps, int line, const char *fmt, ...)
 {
+	char where[16];
 	va_list ap;
 
-	fprintf(stderr, "%s: %s:%d: ", cor_prog, ps->file, line);
+	snprintf(where, sizeof(where), ":%d: ", line);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cor_vmsg(stderr, ps->file, where, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return -1;
 }
 
@@ -333,20 +331,16 @@ static int root_defaults(struct parser *ps, struct dump *d, int line)
 	return 0;
 }
 
+/* An optional attribute: @field is left as it is when it is absent */
+static int opt_u64(struct parser *ps, struct tag *t, const char *name, __u64 *field)
+{
+	return get_u64(ps, t, name, 0, ~0ULL, field) < 0 ? -1 : 0;
+}
+
 static int opt_u32(struct parser *ps, struct tag *t, const char *name, __u32 *field)
 {
 	__u64 v;
 	int r = get_u64(ps, t, name, 0, ~0U, &v);
-
-	if (!r)
-		*field = v;
-	return r < 0 ? -1 : 0;
-}
-
-static int opt_u64(struct parser *ps, struct tag *t, const char *name, __u64 *field)
-{
-	__u64 v;
-	int r = get_u64(ps, t, name, 0, ~0ULL, &v);
 
 	if (!r)
 		*field = v;
@@ -510,11 +504,9 @@ static void sb_problem(void *ctx, const char *fmt, ...)
 	struct parser *ps = ctx;
 	va_list ap;
 
-	fprintf(stderr, "%s: %s: the active superblock: ", cor_prog, ps->file);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cor_vmsg(stderr, ps->file, ": the active superblock: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static int check_dump(struct parser *ps, struct dump *d)
@@ -534,6 +526,7 @@ static int check_dump(struct parser *ps, struct dump *d)
 		state[slot] = d->used[slot] ? COR_SLOT_VALID : COR_SLOT_ZERO;
 	}
 	newest = cor_newest_slot(state, d->sb);
+	d->newest = newest;
 	if (newest < 0)
 		return parse_error(ps, ps->line,
 				   "no valid superblock: at least one slot must be used");
@@ -557,7 +550,7 @@ static int check_dump(struct parser *ps, struct dump *d)
 		if (d->bits[kind].has_count && d->bits[kind].count != total)
 			return parse_error(ps, ps->line,
 					   "<%s count=\"%llu\">, but its ranges cover %llu regions",
-					   bitmap_names[kind], d->bits[kind].count, total);
+					   cor_bitmap_name(kind), d->bits[kind].count, total);
 		d->bits[kind].count = total;
 	}
 	for (i = 0; i < d->bits[1].nr; i++)
@@ -704,50 +697,18 @@ static int fill_block(void *ctx, __u64 index, __u64 *hydrated, __u64 *dirty)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "input", required_argument, NULL, 'i' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *input = NULL, *output = NULL;
-	bool quiet = false;
+	struct cor_io_args args;
+	const char *input, *output;
 	struct cor_dev out;
 	struct dump d;
 	size_t size;
 	char *text;
-	int c, newest;
 
 	cor_prog = "cor_restore";
-	while ((c = getopt_long(argc, argv, "i:o:qhV", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			input = optarg;
-			break;
-		case 'o':
-			output = optarg;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			show_usage(stdout);
-			return 0;
-		case 'V':
-			cor_print_version();
-			return 0;
-		default:
-			show_usage(stderr);
-			return 2;
-		}
-	}
-	if (!input || !output || optind != argc) {
-		cor_err("-i DUMP and -o METADATA_DEV are needed, and nothing else");
-		show_usage(stderr);
+	if (cor_io_args(argc, argv, show_usage, "-i DUMP and -o METADATA_DEV", &args))
 		return 2;
-	}
+	input = args.input;
+	output = args.output;
 
 	text = read_text(input, &size);
 	if (!text)
@@ -762,21 +723,14 @@ int main(int argc, char **argv)
 
 	if (cor_dev_open(&out, output, COR_OPEN_CREATE))
 		return 2;
-	if (out.created && cor_dev_set_size(&out, d.g.nr_metadata_blocks))
+	if (cor_dev_reserve(&out, d.g.nr_metadata_blocks))
 		goto bad;
-	if (out.nr_blocks < d.g.nr_metadata_blocks) {
-		cor_err("%s: too small: the metadata needs %llu blocks (%llu bytes), it has %llu bytes",
-			out.path, d.g.nr_metadata_blocks,
-			d.g.nr_metadata_blocks * DM_COR_BLOCK_SIZE, out.size);
-		goto bad;
-	}
 	if (cor_write_image(&out, &d.g, d.sb, d.used, fill_block, &d) || cor_dev_close(&out))
 		goto bad;
 
-	newest = d.used[0] && (!d.used[1] || d.sb[0].generation >= d.sb[1].generation) ? 0 : 1;
-	if (!quiet)
+	if (!args.quiet)
 		printf("%s: %s: generation %llu, %llu regions, %llu hydrated, %llu dirty\n",
-		       cor_prog, output, d.sb[newest].generation, d.g.nr_regions, d.bits[0].count,
+		       cor_prog, output, d.sb[d.newest].generation, d.g.nr_regions, d.bits[0].count,
 		       d.bits[1].count);
 	return 0;
 

@@ -17,11 +17,11 @@
  * (wait).
  */
 #define _GNU_SOURCE
+#define __SANE_USERSPACE_TYPES__	/* __u64 is unsigned long long everywhere */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <libdevmapper.h>
 #include <limits.h>
 #include <linux/fiemap.h>
@@ -198,7 +198,7 @@ static void sleep_for(double s)
 /* ------------------------------------------------------------------ */
 /* Number parsing */
 
-static bool parse_u64(const char *s, uint64_t *v)
+static bool parse_u64(const char *s, __u64 *v)
 {
 	char *end;
 
@@ -226,9 +226,9 @@ static bool parse_seconds(const char *s, double *v)
  * bytes with a K, M, G or T suffix (powers of 1024, "KiB" etc. accepted)
  * that must be a multiple of 512.  *END points after what was parsed.
  */
-static bool parse_size(const char *s, uint64_t *sectors, const char **endp)
+static bool parse_size(const char *s, __u64 *sectors, const char **endp)
 {
-	uint64_t v, mult = 0;
+	__u64 v, mult = 0;
 	char *end;
 	int shift = -1;
 
@@ -275,10 +275,10 @@ static bool parse_size(const char *s, uint64_t *sectors, const char **endp)
 }
 
 /* "START+LEN" or "START-END" (END excluded); false: not a range */
-static bool parse_range(const char *s, uint64_t *start, uint64_t *len, char *why, size_t whylen)
+static bool parse_range(const char *s, __u64 *start, __u64 *len, char *why, size_t whylen)
 {
 	const char *p;
-	uint64_t a, b;
+	__u64 a, b;
 	char op;
 
 	*why = '\0';
@@ -310,7 +310,7 @@ static bool parse_range(const char *s, uint64_t *start, uint64_t *len, char *why
 /* ------------------------------------------------------------------ */
 /* Formatting */
 
-static const char *fmt_bytes(uint64_t b, char *buf, size_t len)
+static const char *fmt_bytes(__u64 b, char *buf, size_t len)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
 	double v = (double)b;
@@ -321,7 +321,7 @@ static const char *fmt_bytes(uint64_t b, char *buf, size_t len)
 		u++;
 	}
 	if (!u)
-		snprintf(buf, len, "%" PRIu64 " B", b);
+		snprintf(buf, len, "%llu B", b);
 	else
 		snprintf(buf, len, "%.1f %s", v, units[u]);
 	return buf;
@@ -329,21 +329,21 @@ static const char *fmt_bytes(uint64_t b, char *buf, size_t len)
 
 static const char *fmt_duration(double s, char *buf, size_t len)
 {
-	uint64_t t;
+	__u64 t;
 
 	if (s < 0 || s > 1e12) {
 		snprintf(buf, len, "unknown");
 		return buf;
 	}
-	t = (uint64_t)(s + 0.5);
+	t = (__u64)(s + 0.5);
 	if (t >= 86400)
-		snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h%02" PRIu64 "m", t / 86400,
+		snprintf(buf, len, "%llud%02lluh%02llum", t / 86400,
 			 t / 3600 % 24, t / 60 % 60);
 	else if (t >= 3600)
-		snprintf(buf, len, "%" PRIu64 ":%02" PRIu64 ":%02" PRIu64, t / 3600,
+		snprintf(buf, len, "%llu:%02llu:%02llu", t / 3600,
 			 t / 60 % 60, t % 60);
 	else
-		snprintf(buf, len, "%" PRIu64 ":%02" PRIu64, t / 60, t % 60);
+		snprintf(buf, len, "%llu:%02llu", t / 60, t % 60);
 	return buf;
 }
 
@@ -402,10 +402,10 @@ static void json_str(FILE *f, const char *s)
 /* A value from the status line: a JSON number if it is one, else a string */
 static void json_word(FILE *f, const char *s)
 {
-	uint64_t v;
+	__u64 v;
 
 	if (parse_u64(s, &v))
-		fprintf(f, "%" PRIu64, v);
+		fprintf(f, "%llu", v);
 	else
 		json_str(f, s);
 }
@@ -510,13 +510,13 @@ struct cor_status {
 	char *buf;			/* copy of the status line, tokenised */
 	char *line;			/* the status line as the kernel printed it */
 	struct dm_info info;
-	uint64_t start, length;
+	__u64 start, length;
 	double t;			/* when it was taken (CLOCK_MONOTONIC) */
 
 	bool volatile_md;
-	uint64_t md_block_sectors, md_used, md_total;
-	uint64_t region_sectors;
-	uint64_t hydrated, total_regions, hydrating, dirty;
+	__u64 md_block_sectors, md_used, md_total;
+	__u64 region_sectors;
+	__u64 hydrated, total_regions, hydrating, dirty;
 	const char *mode;
 	int nr_features;
 	const char *features[MAX_WORDS];
@@ -534,7 +534,7 @@ static void status_free(struct cor_status *st)
 	st->line = NULL;
 }
 
-static bool counter(const struct cor_status *st, const char *name, uint64_t *v)
+static bool counter(const struct cor_status *st, const char *name, __u64 *v)
 {
 	int i;
 
@@ -550,7 +550,7 @@ static bool complete(const struct cor_status *st)
 }
 
 /* "a/b" */
-static bool parse_fraction(const char *s, uint64_t *a, uint64_t *b)
+static bool parse_fraction(const char *s, __u64 *a, __u64 *b)
 {
 	char tmp[64], *slash;
 
@@ -566,7 +566,7 @@ static bool parse_fraction(const char *s, uint64_t *a, uint64_t *b)
 /* A word count of the status line: at most LEFT words follow, even if PAIRS */
 static bool parse_count(const char *s, int left, bool pairs, int *cnt)
 {
-	uint64_t v;
+	__u64 v;
 
 	if (!parse_u64(s, &v) || v > MAX_WORDS || (int)v > left || (pairs && v % 2))
 		return false;
@@ -643,18 +643,42 @@ static bool parse_status(struct cor_status *st, const char **why)
 }
 
 /*
+ * The number of targets of the table DMT returned; the first one's start,
+ * length, type and parameters (owned by DMT).
+ */
+static int first_target(struct dm_task *dmt, __u64 *start, __u64 *length,
+			char **type, char **params)
+{
+	uint64_t s, l;		/* libdevmapper's type */
+	void *next = NULL;
+	char *ty, *pa;
+	int nr = 0;
+
+	do {
+		next = dm_get_next_target(dmt, next, &s, &l, &ty, &pa);
+		if (!ty)
+			break;
+		if (!nr++) {
+			*start = s;
+			*length = l;
+			*type = ty;
+			*params = pa;
+		}
+	} while (next);
+	return nr;
+}
+
+/*
  * Take the status of D (a single cor target) into ST.  The event number in
  * st->info is read by the kernel before the status line: waiting for an
  * event after it cannot miss one that the status does not show.
  */
 static int get_status(const struct dev *d, struct cor_status *st)
 {
-	const char *type = NULL, *why = "";
-	char *params = NULL;
-	uint64_t start, length;
+	char *type = NULL, *params = NULL;
+	const char *why = "";
 	struct dm_task *dmt;
-	int nr = 0, r = EXIT_FAIL;
-	void *next = NULL;
+	int nr, r = EXIT_FAIL;
 
 	memset(st, 0, sizeof(*st));
 	dmt = new_task(DM_DEVICE_STATUS, d->name);
@@ -669,19 +693,7 @@ static int get_status(const struct dev *d, struct cor_status *st)
 		goto out;
 	}
 	st->t = now();
-	do {
-		char *ty, *pa;
-
-		next = dm_get_next_target(dmt, next, &start, &length, &ty, &pa);
-		if (!ty)
-			break;
-		if (!nr++) {
-			type = ty;
-			params = pa;
-			st->start = start;
-			st->length = length;
-		}
-	} while (next);
+	nr = first_target(dmt, &st->start, &st->length, &type, &params);
 	if (!nr) {
 		err("%s: device has no active table", d->name);
 		goto out;
@@ -781,13 +793,13 @@ out:
 
 struct sample {
 	double t;
-	uint64_t hydrated;
+	__u64 hydrated;
 };
 
 struct rate {
 	struct sample s[RATE_SAMPLES];
 	int n;
-	uint64_t region_sectors, total_regions;	/* a change resets */
+	__u64 region_sectors, total_regions;	/* a change resets */
 	bool known;
 	double interval;		/* seconds the rate covers */
 	double regions_per_s, bytes_per_s, eta;	/* eta < 0: unknown */
@@ -796,7 +808,7 @@ struct rate {
 static void rate_add(struct rate *r, const struct cor_status *st)
 {
 	const struct sample *old;
-	uint64_t left;
+	__u64 left;
 	double dt;
 	int i;
 
@@ -838,9 +850,9 @@ static void rate_add(struct rate *r, const struct cor_status *st)
 /* ------------------------------------------------------------------ */
 /* Progress numbers */
 
-static uint64_t hydrated_bytes(const struct cor_status *st)
+static __u64 hydrated_bytes(const struct cor_status *st)
 {
-	uint64_t s = st->hydrated * st->region_sectors;
+	__u64 s = st->hydrated * st->region_sectors;
 
 	/* the last region may be short */
 	if (s > st->length || complete(st))
@@ -861,7 +873,7 @@ static double percent(const struct cor_status *st)
 /* Hydration state in words */
 static const char *hydration_state(const struct cor_status *st)
 {
-	uint64_t active, stopped;
+	__u64 active, stopped;
 
 	if (complete(st))
 		return "complete";
@@ -897,7 +909,7 @@ static void rate_text(const struct rate *r, char *buf, size_t len)
 		snprintf(buf, len, "rate unknown");
 	else
 		snprintf(buf, len, "%s/s, ETA %s",
-			 fmt_bytes((uint64_t)r->bytes_per_s, b, sizeof(b)),
+			 fmt_bytes((__u64)r->bytes_per_s, b, sizeof(b)),
 			 fmt_duration(r->eta, e, sizeof(e)));
 }
 
@@ -908,14 +920,14 @@ static void print_human(const struct dev *d, const struct cor_status *st,
 			const struct rate *r)
 {
 	char b1[32], b2[32], bar[BAR_WIDTH + 3], rt[96];
-	uint64_t v;
+	__u64 v;
 	int i;
 
 	printf("Device:       %s (%u:%u)%s%s\n", d->name, d->major, d->minor,
 	       st->info.read_only ? ", read-only" : "",
 	       st->info.suspended ? ", SUSPENDED" : "");
 	progress_bar(st, bar, sizeof(bar));
-	printf("Progress:     %s %.1f%%  %" PRIu64 "/%" PRIu64 " regions hydrated, %s of %s\n",
+	printf("Progress:     %s %.1f%%  %llu/%llu regions hydrated, %s of %s\n",
 	       bar, percent(st), st->hydrated, st->total_regions,
 	       fmt_bytes(hydrated_bytes(st), b1, sizeof(b1)),
 	       fmt_bytes(st->length << SECTOR_SHIFT, b2, sizeof(b2)));
@@ -939,18 +951,18 @@ static void print_human(const struct dev *d, const struct cor_status *st,
 		if (!strcmp(st->features[i], "background_hydration"))
 			printf(" (table has background_hydration)");
 	printf("\n");
-	printf("Hydrating:    %" PRIu64 " region%s in flight\n", st->hydrating,
+	printf("Hydrating:    %llu region%s in flight\n", st->hydrating,
 	       st->hydrating == 1 ? "" : "s");
 	if (counter(st, "prefetch_queued", &v))
-		printf("Prefetch:     %" PRIu64 " region%s queued\n", v, v == 1 ? "" : "s");
-	printf("Dirty:        %" PRIu64 " region%s (%s)\n", st->dirty, st->dirty == 1 ? "" : "s",
+		printf("Prefetch:     %llu region%s queued\n", v, v == 1 ? "" : "s");
+	printf("Dirty:        %llu region%s (%s)\n", st->dirty, st->dirty == 1 ? "" : "s",
 	       fmt_bytes(st->dirty * st->region_sectors << SECTOR_SHIFT, b1, sizeof(b1)));
-	printf("Region size:  %" PRIu64 " sectors (%s)\n", st->region_sectors,
+	printf("Region size:  %llu sectors (%s)\n", st->region_sectors,
 	       fmt_bytes(st->region_sectors << SECTOR_SHIFT, b1, sizeof(b1)));
 	if (st->volatile_md)
 		printf("Metadata:     volatile (in memory only)\n");
 	else
-		printf("Metadata:     %" PRIu64 "/%" PRIu64 " blocks of %s used (%.1f%%)\n",
+		printf("Metadata:     %llu/%llu blocks of %s used (%.1f%%)\n",
 		       st->md_used, st->md_total,
 		       fmt_bytes(st->md_block_sectors << SECTOR_SHIFT, b1, sizeof(b1)),
 		       st->md_total ? 100.0 * st->md_used / st->md_total : 0.0);
@@ -972,12 +984,27 @@ static void print_human(const struct dev *d, const struct cor_status *st,
 
 static void json_bool_counter(FILE *f, const struct cor_status *st, const char *name)
 {
-	uint64_t v;
+	__u64 v;
 
 	if (counter(st, name, &v))
 		fprintf(f, "%s", v ? "true" : "false");
 	else
 		fprintf(f, "null");
+}
+
+/* {"name": value, ...} */
+static void json_pairs(FILE *f, const struct pair *pairs, int n)
+{
+	int i;
+
+	fputc('{', f);
+	for (i = 0; i < n; i++) {
+		fprintf(f, "%s", i ? ", " : "");
+		json_str(f, pairs[i].name);
+		fprintf(f, ": ");
+		json_word(f, pairs[i].value);
+	}
+	fputc('}', f);
 }
 
 static void print_json(const struct dev *d, const struct cor_status *st,
@@ -992,25 +1019,24 @@ static void print_json(const struct dev *d, const struct cor_status *st,
 	fprintf(f, ", \"event_nr\": %u, \"read_only\": %s, \"suspended\": %s",
 		st->info.event_nr, st->info.read_only ? "true" : "false",
 		st->info.suspended ? "true" : "false");
-	fprintf(f, ", \"start\": %" PRIu64 ", \"length\": %" PRIu64, st->start, st->length);
+	fprintf(f, ", \"start\": %llu, \"length\": %llu", st->start, st->length);
 	fprintf(f, ", \"metadata\": {\"volatile\": %s", st->volatile_md ? "true" : "false");
 	if (st->volatile_md) {
 		fprintf(f, ", \"block_sectors\": null, \"used_blocks\": null, ");
 		fprintf(f, "\"total_blocks\": null");
 	} else {
-		fprintf(f, ", \"block_sectors\": %" PRIu64 ", \"used_blocks\": %" PRIu64
-			", \"total_blocks\": %" PRIu64, st->md_block_sectors, st->md_used,
-			st->md_total);
+		fprintf(f,
+			", \"block_sectors\": %llu, \"used_blocks\": %llu, \"total_blocks\": %llu",
+			st->md_block_sectors, st->md_used, st->md_total);
 	}
-	fprintf(f, "}, \"region_sectors\": %" PRIu64, st->region_sectors);
-	fprintf(f, ", \"regions\": {\"total\": %" PRIu64 ", \"hydrated\": %" PRIu64
-		", \"unhydrated\": %" PRIu64 ", \"hydrating\": %" PRIu64
-		", \"dirty\": %" PRIu64 "}",
+	fprintf(f, "}, \"region_sectors\": %llu", st->region_sectors);
+	fprintf(f,
+		", \"regions\": {\"total\": %llu, \"hydrated\": %llu, \"unhydrated\": %llu, \"hydrating\": %llu, \"dirty\": %llu}",
 		st->total_regions, st->hydrated,
 		complete(st) ? 0 : st->total_regions - st->hydrated,
 		st->hydrating, st->dirty);
-	fprintf(f, ", \"progress\": {\"percent\": %.1f, \"hydrated_bytes\": %" PRIu64
-		", \"total_bytes\": %" PRIu64 ", \"complete\": %s}",
+	fprintf(f,
+		", \"progress\": {\"percent\": %.1f, \"hydrated_bytes\": %llu, \"total_bytes\": %llu, \"complete\": %s}",
 		percent(st), hydrated_bytes(st), st->length << SECTOR_SHIFT,
 		complete(st) ? "true" : "false");
 	fprintf(f, ", \"mode\": ");
@@ -1026,21 +1052,11 @@ static void print_json(const struct dev *d, const struct cor_status *st,
 		fprintf(f, "%s", i ? ", " : "");
 		json_str(f, st->features[i]);
 	}
-	fprintf(f, "], \"core_args\": {");
-	for (i = 0; i < st->nr_core; i++) {
-		fprintf(f, "%s", i ? ", " : "");
-		json_str(f, st->core[i].name);
-		fprintf(f, ": ");
-		json_word(f, st->core[i].value);
-	}
-	fprintf(f, "}, \"counters\": {");
-	for (i = 0; i < st->nr_counters; i++) {
-		fprintf(f, "%s", i ? ", " : "");
-		json_str(f, st->counters[i].name);
-		fprintf(f, ": ");
-		json_word(f, st->counters[i].value);
-	}
-	fprintf(f, "}, \"rate\": ");
+	fprintf(f, "], \"core_args\": ");
+	json_pairs(f, st->core, st->nr_core);
+	fprintf(f, ", \"counters\": ");
+	json_pairs(f, st->counters, st->nr_counters);
+	fprintf(f, ", \"rate\": ");
 	if (r && r->known) {
 		fprintf(f, "{\"interval\": %.3f, \"regions_per_second\": %.3f, ",
 			r->interval, r->regions_per_s);
@@ -1089,7 +1105,55 @@ static void print_version(void)
 	printf("corctl %s (dm-cor tools, libdevmapper %s)\n", CORCTL_VERSION, lib);
 }
 
-/* --help and --version of every command */
+typedef void (*usage_fn)(FILE *f);
+
+/*
+ * The options every command has, and what getopt_long() returns for an
+ * unknown one: -h prints USAGE, -V the version, both exit 0; else a hint
+ * and exit 2.  Returns the exit status.
+ */
+static int common_option(int c, const char *cmd, usage_fn usage)
+{
+	switch (c) {
+	case 'h':
+		usage(stdout);
+		return EXIT_OK;
+	case 'V':
+		print_version();
+		return EXIT_OK;
+	}
+	hint(cmd);
+	return EXIT_USAGE;
+}
+
+/* The single DEV operand of CMD, resolved into D */
+static int one_dev(int argc, char **argv, const char *cmd, struct dev *d)
+{
+	if (argc - optind != 1) {
+		err("%s: %s", cmd, argc == optind ? "DEV is missing" : "too many arguments");
+		hint(cmd);
+		return EXIT_USAGE;
+	}
+	return resolve_dev(argv[optind], d);
+}
+
+/* --interval S of CMD: 0.1 to 3600 seconds */
+static bool opt_interval(const char *cmd, const char *arg, double *v)
+{
+	if (parse_seconds(arg, v) && *v >= 0.1 && *v <= 3600)
+		return true;
+	err("%s: --interval: '%s' is not 0.1 to 3600 seconds", cmd, arg);
+	return false;
+}
+
+/* --timeout S of CMD */
+static bool opt_timeout(const char *cmd, const char *arg, double *v)
+{
+	if (parse_seconds(arg, v))
+		return true;
+	err("%s: --timeout: '%s' is not a number of seconds", cmd, arg);
+	return false;
+}
 
 static int cmd_status(int argc, char **argv)
 {
@@ -1118,29 +1182,14 @@ static int cmd_status(int argc, char **argv)
 			once = true;
 			break;
 		case 'i':
-			if (!parse_seconds(optarg, &interval) || interval < 0.1 ||
-			    interval > 3600) {
-				err("status: --interval: '%s' is not 0.1 to 3600 seconds", optarg);
+			if (!opt_interval("status", optarg, &interval))
 				return EXIT_USAGE;
-			}
 			break;
-		case 'h':
-			usage_status(stdout);
-			return EXIT_OK;
-		case 'V':
-			print_version();
-			return EXIT_OK;
 		default:
-			hint("status");
-			return EXIT_USAGE;
+			return common_option(c, "status", usage_status);
 		}
 	}
-	if (argc - optind != 1) {
-		err("status: %s", argc == optind ? "DEV is missing" : "too many arguments");
-		hint("status");
-		return EXIT_USAGE;
-	}
-	r = resolve_dev(argv[optind], &d);
+	r = one_dev(argc, argv, "status", &d);
 	if (r)
 		return r;
 	r = get_status(&d, &st);
@@ -1195,12 +1244,12 @@ static void show_progress(const struct dev *d, const struct cor_status *st,
 		if (last)
 			printf("\n");
 	} else {
-		printf("%s: %" PRIu64 "/%" PRIu64 " regions (%.1f%%), %s of %s, %s, hydrating %"
-		       PRIu64 ", dirty %" PRIu64 ", mode %s, hydration %s\n", d->name,
+		printf("%s: %llu/%llu regions (%.1f%%), %s of %s, %s, ", d->name,
 		       st->hydrated, st->total_regions, percent(st),
 		       fmt_bytes(hydrated_bytes(st), b1, sizeof(b1)),
-		       fmt_bytes(st->length << SECTOR_SHIFT, b2, sizeof(b2)), rt,
-		       st->hydrating, st->dirty, st->mode, hydration_state(st));
+		       fmt_bytes(st->length << SECTOR_SHIFT, b2, sizeof(b2)), rt);
+		printf("hydrating %llu, dirty %llu, mode %s, hydration %s\n", st->hydrating,
+		       st->dirty, st->mode, hydration_state(st));
 	}
 	fflush(stdout);
 }
@@ -1209,7 +1258,7 @@ static int monitor(const struct dev *d, const struct mon_opts *o)
 {
 	double deadline = o->timeout > 0 ? now() + o->timeout : 0, left, first;
 	bool tty = isatty(STDOUT_FILENO), events = true, shown = false;
-	uint64_t last_h = UINT64_MAX, stopped;
+	__u64 last_h = UINT64_MAX, stopped;
 	const char *last_mode = "", *last_state = "";
 	char last_mode_buf[16] = "", last_state_buf[32] = "";
 	struct cor_status st;
@@ -1264,7 +1313,7 @@ static int monitor(const struct dev *d, const struct mon_opts *o)
 		if (deadline && left <= 0) {
 			if (tty && !o->quiet)
 				printf("\n");
-			err("%s: timed out after %g s: %" PRIu64 "/%" PRIu64 " regions hydrated",
+			err("%s: timed out after %g s: %llu/%llu regions hydrated",
 			    d->name, o->timeout, st.hydrated, st.total_regions);
 			r = EXIT_TIMEOUT;
 			break;
@@ -1316,6 +1365,16 @@ static void usage_monitor(FILE *f, bool wait)
 		"  -V, --version       print the version\n");
 }
 
+static void usage_wait(FILE *f)
+{
+	usage_monitor(f, true);
+}
+
+static void usage_watch(FILE *f)
+{
+	usage_monitor(f, false);
+}
+
 static int cmd_monitor(int argc, char **argv, bool wait)
 {
 	static const struct option opts[] = {
@@ -1334,38 +1393,21 @@ static int cmd_monitor(int argc, char **argv, bool wait)
 	while ((c = getopt_long(argc, argv, "t:i:qhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (!parse_seconds(optarg, &o.timeout)) {
-				err("%s: --timeout: '%s' is not a number of seconds", cmd, optarg);
+			if (!opt_timeout(cmd, optarg, &o.timeout))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'i':
-			if (!parse_seconds(optarg, &o.interval) || o.interval < 0.1 ||
-			    o.interval > 3600) {
-				err("%s: --interval: '%s' is not 0.1 to 3600 seconds", cmd, optarg);
+			if (!opt_interval(cmd, optarg, &o.interval))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'q':
 			o.quiet = true;
 			break;
-		case 'h':
-			usage_monitor(stdout, wait);
-			return EXIT_OK;
-		case 'V':
-			print_version();
-			return EXIT_OK;
 		default:
-			hint(cmd);
-			return EXIT_USAGE;
+			return common_option(c, cmd, wait ? usage_wait : usage_watch);
 		}
 	}
-	if (argc - optind != 1) {
-		err("%s: %s", cmd, argc == optind ? "DEV is missing" : "too many arguments");
-		hint(cmd);
-		return EXIT_USAGE;
-	}
-	r = resolve_dev(argv[optind], &d);
+	r = one_dev(argc, argv, cmd, &d);
 	if (r)
 		return r;
 	return monitor(&d, &o);
@@ -1375,7 +1417,7 @@ static int cmd_monitor(int argc, char **argv, bool wait)
 /* prefetch */
 
 struct range {
-	uint64_t start, len;	/* sectors */
+	__u64 start, len;	/* sectors */
 };
 
 struct ranges {
@@ -1383,7 +1425,7 @@ struct ranges {
 	size_t n, cap;
 };
 
-static int add_range(struct ranges *rs, uint64_t start, uint64_t len)
+static int add_range(struct ranges *rs, __u64 start, __u64 len)
 {
 	struct range *n;
 
@@ -1412,7 +1454,7 @@ static int cmp_range(const void *a, const void *b)
 static void merge_ranges(struct ranges *rs)
 {
 	size_t i, o = 0;
-	uint64_t end;
+	__u64 end;
 
 	if (!rs->n)
 		return;
@@ -1435,12 +1477,12 @@ static void merge_ranges(struct ranges *rs)
  * (which read as zeroes without I/O) are skipped.
  */
 static int file_ranges(const struct dev *d, const char *path, struct ranges *rs,
-		       uint64_t dev_len)
+		       __u64 dev_len)
 {
 	const uint32_t skip = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC |
 			      FIEMAP_EXTENT_DATA_INLINE | FIEMAP_EXTENT_UNWRITTEN;
 	const unsigned int batch = 256;
-	uint64_t pos = 0, s, e, nr_ext = 0, nr_skipped = 0;
+	__u64 pos = 0, s, e, nr_ext = 0, nr_skipped = 0;
 	struct fiemap *fm;
 	struct stat st;
 	bool last = false;
@@ -1497,7 +1539,7 @@ static int file_ranges(const struct dev *d, const char *path, struct ranges *rs,
 			e = (x->fe_physical + x->fe_length + 511) >> SECTOR_SHIFT;
 			if (e > dev_len) {
 				err("prefetch: %s: extent at byte %llu is beyond the end of %s",
-				    path, (unsigned long long)x->fe_physical, d->name);
+				    path, x->fe_physical, d->name);
 				goto out_free;
 			}
 			if (add_range(rs, s, e - s))
@@ -1507,7 +1549,7 @@ static int file_ranges(const struct dev *d, const char *path, struct ranges *rs,
 		      fm->fm_extents[fm->fm_mapped_extents - 1].fe_length;
 	}
 	if (verbose)
-		fprintf(stderr, "%s: %s: %" PRIu64 " extents, %" PRIu64 " skipped\n", prog,
+		fprintf(stderr, "%s: %s: %llu extents, %llu skipped\n", prog,
 			path, nr_ext, nr_skipped);
 	r = EXIT_OK;
 out_free:
@@ -1521,17 +1563,17 @@ out_close:
 static int range_hydrated(const struct dev *d, const struct cor_status *st,
 			  const struct range *rg, bool *yes)
 {
-	uint64_t first = rg->start / st->region_sectors;
-	uint64_t last = (rg->start + rg->len - 1) / st->region_sectors;
+	__u64 first = rg->start / st->region_sectors;
+	__u64 last = (rg->start + rg->len - 1) / st->region_sectors;
 	char msg[96], want[64], *reply = NULL, *p, *q;
 	int e;
 
-	snprintf(msg, sizeof(msg), "bitmap hydrated %" PRIu64 " %" PRIu64, first,
+	snprintf(msg, sizeof(msg), "bitmap hydrated %llu %llu", first,
 		 last - first + 1);
 	if (first == last)
-		snprintf(want, sizeof(want), "%" PRIu64, first);
+		snprintf(want, sizeof(want), "%llu", first);
 	else
-		snprintf(want, sizeof(want), "%" PRIu64 "-%" PRIu64, first, last);
+		snprintf(want, sizeof(want), "%llu-%llu", first, last);
 	if (send_message(d, msg, &reply, &e)) {
 		err("%s: message '%s' failed: %s", d->name, msg, strerror(e));
 		return EXIT_FAIL;
@@ -1622,7 +1664,7 @@ static int cmd_prefetch(int argc, char **argv)
 	};
 	bool wait = false, dry = false, quiet = false;
 	struct ranges rs = { 0 };
-	uint64_t start, len, sectors = 0;
+	__u64 start, len, sectors = 0;
 	struct cor_status st;
 	double timeout = 0;
 	char why[160], msg[96];
@@ -1636,10 +1678,8 @@ static int cmd_prefetch(int argc, char **argv)
 			wait = true;
 			break;
 		case 't':
-			if (!parse_seconds(optarg, &timeout)) {
-				err("prefetch: --timeout: '%s' is not a number of seconds", optarg);
+			if (!opt_timeout("prefetch", optarg, &timeout))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'n':
 			dry = true;
@@ -1647,15 +1687,8 @@ static int cmd_prefetch(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
-		case 'h':
-			usage_prefetch(stdout);
-			return EXIT_OK;
-		case 'V':
-			print_version();
-			return EXIT_OK;
 		default:
-			hint("prefetch");
-			return EXIT_USAGE;
+			return common_option(c, "prefetch", usage_prefetch);
 		}
 	}
 	if (argc - optind < 2) {
@@ -1683,24 +1716,23 @@ static int cmd_prefetch(int argc, char **argv)
 	if (r)
 		return r;
 	for (i = optind + 1; i < argc && !r; i++) {
-		if (parse_range(argv[i], &start, &len, why, sizeof(why))) {
-			if (start >= st.length || len > st.length - start) {
-				err("prefetch: range '%s' (sectors %" PRIu64 "+%" PRIu64
-				    ") is outside %s (%" PRIu64 " sectors)", argv[i], start, len,
-				    d.name, st.length);
-				r = EXIT_USAGE;
-				break;
-			}
-			r = add_range(&rs, start, len);
-		} else {
+		if (!parse_range(argv[i], &start, &len, why, sizeof(why))) {
 			r = file_ranges(&d, argv[i], &rs, st.length);
+			continue;
 		}
+		if (start >= st.length || len > st.length - start) {
+			err("prefetch: range '%s' (sectors %llu+%llu) is outside %s (%llu sectors)",
+			    argv[i], start, len, d.name, st.length);
+			r = EXIT_USAGE;
+			break;
+		}
+		r = add_range(&rs, start, len);
 	}
 	if (r)
 		goto out;
 	merge_ranges(&rs);
 	for (k = 0; k < rs.n; k++) {
-		snprintf(msg, sizeof(msg), "prefetch %" PRIu64 " %" PRIu64, rs.r[k].start,
+		snprintf(msg, sizeof(msg), "prefetch %llu %llu", rs.r[k].start,
 			 rs.r[k].len);
 		sectors += rs.r[k].len;
 		if (dry || verbose)
@@ -1718,7 +1750,7 @@ static int cmd_prefetch(int argc, char **argv)
 		}
 	}
 	if (!quiet && !dry)
-		printf("%s: prefetch of %zu range%s (%" PRIu64 " sectors) queued\n", d.name,
+		printf("%s: prefetch of %zu range%s (%llu sectors) queued\n", d.name,
 		       rs.n, rs.n == 1 ? "" : "s", sectors);
 	if (wait && !dry && rs.n) {
 		r = prefetch_wait(&d, &rs, timeout);
@@ -1758,12 +1790,11 @@ static int simple_task(int type, const struct dev *d, const char *what, bool coo
 }
 
 /* The active table's single target: type and parameters (malloc'ed) */
-static int get_table(const struct dev *d, char **type, char **params, uint64_t *len, int *nr)
+static int get_table(const struct dev *d, char **type, char **params, __u64 *len, int *nr)
 {
-	uint64_t start, length;
+	__u64 start;
 	struct dm_task *dmt;
-	void *next = NULL;
-	char *ty, *pa;
+	char *ty = NULL, *pa = NULL;
 
 	*nr = 0;
 	*type = NULL;
@@ -1776,16 +1807,11 @@ static int get_table(const struct dev *d, char **type, char **params, uint64_t *
 		dm_task_destroy(dmt);
 		return EXIT_FAIL;
 	}
-	do {
-		next = dm_get_next_target(dmt, next, &start, &length, &ty, &pa);
-		if (!ty)
-			break;
-		if (!(*nr)++) {
-			*type = strdup(ty);
-			*params = strdup(pa ? pa : "");
-			*len = length;
-		}
-	} while (next);
+	*nr = first_target(dmt, &start, len, &ty, &pa);
+	if (*nr) {
+		*type = strdup(ty);
+		*params = strdup(pa ? pa : "");
+	}
 	dm_task_destroy(dmt);
 	if (*nr && (!*type || !*params)) {
 		err("out of memory");
@@ -1798,9 +1824,8 @@ static int get_table(const struct dev *d, char **type, char **params, uint64_t *
 static const char *not_final(const struct cor_status *st, char *buf, size_t len)
 {
 	if (!complete(st)) {
-		snprintf(buf, len, "hydration is incomplete: %" PRIu64 "/%" PRIu64
-			 " regions hydrated (%.1f%%)", st->hydrated, st->total_regions,
-			 percent(st));
+		snprintf(buf, len, "hydration is incomplete: %llu/%llu regions hydrated (%.1f%%)",
+			 st->hydrated, st->total_regions, percent(st));
 		return buf;
 	}
 	if (strcmp(st->mode, "rw")) {
@@ -1838,7 +1863,7 @@ static int cmd_finalize(int argc, char **argv)
 	struct dm_task *dmt;
 	struct dm_info info;
 	bool dry = false, have_st = false;
-	uint64_t len = 0;
+	__u64 len = 0;
 	int c, r, nr;
 	struct dev d;
 
@@ -1847,23 +1872,11 @@ static int cmd_finalize(int argc, char **argv)
 		case 'n':
 			dry = true;
 			break;
-		case 'h':
-			usage_finalize(stdout);
-			return EXIT_OK;
-		case 'V':
-			print_version();
-			return EXIT_OK;
 		default:
-			hint("finalize");
-			return EXIT_USAGE;
+			return common_option(c, "finalize", usage_finalize);
 		}
 	}
-	if (argc - optind != 1) {
-		err("finalize: %s", argc == optind ? "DEV is missing" : "too many arguments");
-		hint("finalize");
-		return EXIT_USAGE;
-	}
-	r = resolve_dev(argv[optind], &d);
+	r = one_dev(argc, argv, "finalize", &d);
 	if (r)
 		return r;
 
@@ -1909,7 +1922,7 @@ static int cmd_finalize(int argc, char **argv)
 	}
 	snprintf(linear, sizeof(linear), "%u:%u 0", dmaj, dmin);
 	if (dry) {
-		printf("%s: can be finalized: would load \"0 %" PRIu64 " linear %s\"\n",
+		printf("%s: can be finalized: would load \"0 %llu linear %s\"\n",
 		       d.name, len, linear);
 		r = EXIT_OK;
 		goto out;
@@ -1943,7 +1956,7 @@ static int cmd_finalize(int argc, char **argv)
 	}
 	if ((st.info.read_only && !dm_task_set_ro(dmt)) ||
 	    !dm_task_add_target(dmt, 0, len, "linear", linear) || !dm_task_run(dmt)) {
-		err("finalize: %s: loading \"0 %" PRIu64 " linear %s\" failed: %s", d.name,
+		err("finalize: %s: loading \"0 %llu linear %s\" failed: %s", d.name,
 		    len, linear, task_error(dmt));
 		err("finalize: %s: resuming the cor table unchanged", d.name);
 		dm_task_destroy(dmt);
@@ -1975,7 +1988,7 @@ static int cmd_finalize(int argc, char **argv)
 		err("finalize: %s: the live table is not the linear one after resume", d.name);
 		goto out;
 	}
-	printf("%s: finalized: table \"0 %" PRIu64 " linear %s\"\n", d.name, len, linear);
+	printf("%s: finalized: table \"0 %llu linear %s\"\n", d.name, len, linear);
 	printf("%s: the origin and metadata devices are released\n", d.name);
 	r = EXIT_OK;
 out:
@@ -2028,15 +2041,8 @@ int main(int argc, char **argv)
 		case 'v':
 			verbose++;
 			break;
-		case 'h':
-			print_usage(stdout);
-			return EXIT_OK;
-		case 'V':
-			print_version();
-			return EXIT_OK;
 		default:
-			hint(NULL);
-			return EXIT_USAGE;
+			return common_option(c, NULL, print_usage);
 		}
 	}
 	if (optind >= argc) {

@@ -23,20 +23,24 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#define __SANE_USERSPACE_TYPES__	/* __u64 is unsigned long long everywhere */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdnoreturn.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 #include <linux/fs.h>
+#include <linux/types.h>
+
+/* The kernel's __printf(): format checking of printf-like functions */
+#define __printf(a, b)	__attribute__((format(printf, a, b)))
 
 /* "CORPAT1\0" read as a little-endian u64 */
 #define COR_PATTERN_MAGIC	0x0031544150524f43ULL
@@ -45,21 +49,21 @@
 #define SECTOR_SIZE		512
 
 struct cor_hdr {
-	uint64_t magic;
-	uint64_t seed;
-	uint64_t block;
-	uint64_t version;
-	uint32_t bsize;
-	uint32_t crc;
+	__u64 magic;
+	__u64 seed;
+	__u64 block;
+	__u64 version;
+	__u32 bsize;
+	__u32 crc;
 };
 
 /* ---------------------------------------------------------------- crc32c */
 
-static uint32_t crc32c_table[256];
+static __u32 crc32c_table[256];
 
 static void crc32c_init(void)
 {
-	uint32_t i, j, c;
+	__u32 i, j, c;
 
 	if (crc32c_table[1])
 		return;
@@ -71,9 +75,9 @@ static void crc32c_init(void)
 	}
 }
 
-static uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+static __u32 crc32c(__u32 crc, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
+	const __u8 *p = buf;
 
 	crc = ~crc;
 	while (len--)
@@ -83,39 +87,39 @@ static uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 
 /* ------------------------------------------------------------ generators */
 
-static inline uint64_t splitmix64(uint64_t *state)
+static inline __u64 splitmix64(__u64 *state)
 {
-	uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+	__u64 z = (*state += 0x9E3779B97F4A7C15ULL);
 
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
 	return z ^ (z >> 31);
 }
 
-static inline void put_le64(uint8_t *p, uint64_t v)
+static inline void put_le64(__u8 *p, __u64 v)
 {
 	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+		p[i] = (__u8)(v >> (8 * i));
 }
 
-static inline void put_le32(uint8_t *p, uint32_t v)
+static inline void put_le32(__u8 *p, __u32 v)
 {
 	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+		p[i] = (__u8)(v >> (8 * i));
 }
 
-static inline uint64_t get_le64(const uint8_t *p)
+static inline __u64 get_le64(const __u8 *p)
 {
-	uint64_t v = 0;
+	__u64 v = 0;
 
 	for (int i = 7; i >= 0; i--)
 		v = (v << 8) | p[i];
 	return v;
 }
 
-static inline uint32_t get_le32(const uint8_t *p)
+static inline __u32 get_le32(const __u8 *p)
 {
-	uint32_t v = 0;
+	__u32 v = 0;
 
 	for (int i = 3; i >= 0; i--)
 		v = (v << 8) | p[i];
@@ -123,21 +127,21 @@ static inline uint32_t get_le32(const uint8_t *p)
 }
 
 /* Fill @buf (@bsize bytes) with the pattern of (@seed, @block, @version). */
-static void cor_fill(void *buf, size_t bsize, uint64_t seed, uint64_t block,
-		     uint64_t version)
+static void cor_fill(void *buf, size_t bsize, __u64 seed, __u64 block,
+		     __u64 version)
 {
-	uint8_t *p = buf;
-	uint64_t st = seed ^ (block * 0xD1B54A32D192ED03ULL) ^
+	__u8 *p = buf;
+	__u64 st = seed ^ (block * 0xD1B54A32D192ED03ULL) ^
 		      (version * 0xAEF17502108EF2D9ULL) ^ bsize;
 	size_t off;
-	uint32_t crc;
+	__u32 crc;
 
 	crc32c_init();
 	put_le64(p, COR_PATTERN_MAGIC);
 	put_le64(p + 8, seed);
 	put_le64(p + 16, block);
 	put_le64(p + 24, version);
-	put_le32(p + 32, (uint32_t)bsize);
+	put_le32(p + 32, (__u32)bsize);
 	put_le32(p + 36, 0);
 	for (off = COR_HDR_SIZE; off + 8 <= bsize; off += 8)
 		put_le64(p + off, splitmix64(&st));
@@ -155,7 +159,7 @@ enum cor_parse_result {
 
 static bool all_zero(const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
+	const __u8 *p = buf;
 
 	for (size_t i = 0; i < len; i++)
 		if (p[i])
@@ -170,9 +174,9 @@ static bool all_zero(const void *buf, size_t len)
 static enum cor_parse_result cor_parse(const void *buf, size_t bsize,
 				       struct cor_hdr *h, void *scratch)
 {
-	const uint8_t *p = buf;
-	uint8_t *s = scratch;
-	uint32_t crc;
+	const __u8 *p = buf;
+	__u8 *s = scratch;
+	__u32 crc;
 
 	crc32c_init();
 	if (all_zero(buf, bsize))
@@ -201,7 +205,7 @@ static void cor_describe(const void *buf, size_t bsize, char *out, size_t n,
 			 void *scratch)
 {
 	struct cor_hdr h;
-	const uint8_t *p = buf;
+	const __u8 *p = buf;
 	size_t nz = 0;
 
 	switch (cor_parse(buf, bsize, &h, scratch)) {
@@ -209,17 +213,17 @@ static void cor_describe(const void *buf, size_t bsize, char *out, size_t n,
 		snprintf(out, n, "all zeroes");
 		return;
 	case COR_PARSE_OK:
-		snprintf(out, n, "valid pattern seed=%" PRIu64 " block=%" PRIu64
-			 " version=%" PRIu64, h.seed, h.block, h.version);
+		snprintf(out, n, "valid pattern seed=%llu block=%llu version=%llu", h.seed, h.block,
+			 h.version);
 		return;
 	case COR_PARSE_BADCRC:
-		snprintf(out, n, "pattern header seed=%" PRIu64 " block=%" PRIu64
-			 " version=%" PRIu64 " bsize=%u with BAD checksum (torn or"
-			 " mixed block?)", h.seed, h.block, h.version, h.bsize);
+		snprintf(out, n,
+			 "pattern header seed=%llu block=%llu version=%llu bsize=%u with BAD checksum (torn or mixed block?)",
+			 h.seed, h.block, h.version, h.bsize);
 		return;
 	case COR_PARSE_BADFILL:
-		snprintf(out, n, "pattern header seed=%" PRIu64 " block=%" PRIu64
-			 " version=%" PRIu64 " crc ok but fill differs",
+		snprintf(out, n,
+			 "pattern header seed=%llu block=%llu version=%llu crc ok but fill differs",
 			 h.seed, h.block, h.version);
 		return;
 	case COR_PARSE_NOMAGIC:
@@ -227,15 +231,14 @@ static void cor_describe(const void *buf, size_t bsize, char *out, size_t n,
 	}
 	for (size_t i = 0; i < bsize; i++)
 		nz += p[i] != 0;
-	snprintf(out, n, "unrecognised data (%zu non-zero bytes), first bytes "
-		 "%02x%02x%02x%02x %02x%02x%02x%02x %02x%02x%02x%02x %02x%02x%02x%02x",
+	snprintf(out, n,
+		 "unrecognised data (%zu non-zero bytes), first bytes %02x%02x%02x%02x %02x%02x%02x%02x %02x%02x%02x%02x %02x%02x%02x%02x",
 		 nz, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
 		 p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]);
 }
 
 /* Describe a sub-range [@off, @off + @len) of a block that lacks a header. */
-static __attribute__((unused)) void cor_describe_partial(const uint8_t *got, size_t len, char *out,
-				 size_t n)
+static inline void cor_describe_partial(const __u8 *got, size_t len, char *out, size_t n)
 {
 	if (all_zero(got, len)) {
 		snprintf(out, n, "all zeroes");
@@ -247,7 +250,7 @@ static __attribute__((unused)) void cor_describe_partial(const uint8_t *got, siz
 
 /* ------------------------------------------------------------------- I/O */
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static noreturn void die(const char *fmt, ...) __printf(1, 2);
 
 static const char *prog_name = "cor-helper";
 
@@ -290,10 +293,10 @@ static int open_dev(const char *path, int flags, bool buffered, bool *direct)
 	return fd;
 }
 
-static uint64_t dev_size_bytes(int fd)
+static __u64 dev_size_bytes(int fd)
 {
 	struct stat st;
-	uint64_t sz;
+	__u64 sz;
 
 	if (fstat(fd, &st))
 		return 0;
@@ -302,7 +305,7 @@ static uint64_t dev_size_bytes(int fd)
 			return 0;
 		return sz;
 	}
-	return (uint64_t)st.st_size;
+	return (__u64)st.st_size;
 }
 
 /* Full pread/pwrite; return 0 or -errno (-EIO on a short transfer at EOF). */
@@ -354,7 +357,7 @@ static void *xalloc_aligned(size_t len)
 	return p;
 }
 
-static uint64_t parse_u64(const char *s, const char *what)
+static __u64 parse_u64(const char *s, const char *what)
 {
 	char *end;
 	unsigned long long v;
@@ -368,7 +371,7 @@ static uint64_t parse_u64(const char *s, const char *what)
 
 static size_t parse_bsize(const char *s)
 {
-	uint64_t v = parse_u64(s, "block size");
+	__u64 v = parse_u64(s, "block size");
 
 	if (v < 512 || v > (1 << 20) || (v & (v - 1)))
 		die("block size must be a power of two between 512 and 1048576");

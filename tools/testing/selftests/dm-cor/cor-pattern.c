@@ -18,14 +18,14 @@
  */
 #include "cor-common.h"
 
-#define CHUNK_BYTES	(1u << 20)
+#define CHUNK_BYTES	(1024u * 1024u)
 
 static size_t bsize = COR_DEFAULT_BSIZE;
-static uint64_t version;
+static __u64 version;
 static bool buffered, quiet;
 static unsigned int max_report = 8;
 
-static void usage(int code)
+static void show_usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 		"usage: cor-pattern stamp    DEV START_BLOCK NR_BLOCKS SEED [options]\n"
@@ -41,40 +41,48 @@ static void usage(int code)
 	exit(code);
 }
 
-static uint64_t resolve_nr(const char *s, int fd, uint64_t start)
+static __u64 resolve_nr(const char *s, int fd, __u64 start)
 {
-	uint64_t total;
+	__u64 total;
 
 	if (strcmp(s, "all"))
 		return parse_u64(s, "block count");
 	total = dev_size_bytes(fd) / bsize;
 	if (start > total)
-		die("start block %" PRIu64 " beyond end (%" PRIu64 " blocks)",
+		die("start block %llu beyond end (%llu blocks)",
 		    start, total);
 	return total - start;
 }
 
-static int do_stamp(const char *dev, uint64_t start, const char *nr_s,
-		    uint64_t seed)
+/* "stamped ..." or "verified ...": what was done, unless --quiet */
+static void report_done(const char *what, __u64 start, __u64 nr, __u64 seed, bool direct)
+{
+	if (!quiet)
+		printf("%s %llu blocks of %zu bytes at block %llu seed %llu version %llu%s\n",
+		       what, nr, bsize, start, seed, version, direct ? "" : " (buffered)");
+}
+
+static int do_stamp(const char *dev, __u64 start, const char *nr_s,
+		    __u64 seed)
 {
 	bool direct;
 	int fd = open_dev(dev, O_WRONLY, buffered, &direct);
-	uint64_t nr = resolve_nr(nr_s, fd, start);
+	__u64 nr = resolve_nr(nr_s, fd, start);
 	size_t per = CHUNK_BYTES / bsize ? CHUNK_BYTES / bsize : 1;
-	uint8_t *buf = xalloc_aligned(per * bsize);
-	uint64_t b, done = 0;
+	__u8 *buf = xalloc_aligned(per * bsize);
+	__u64 b, done = 0;
 
 	while (done < nr) {
-		uint64_t n = nr - done < per ? nr - done : per;
+		__u64 n = nr - done < per ? nr - done : per;
 		int r;
 
 		for (b = 0; b < n; b++)
 			cor_fill(buf + b * bsize, bsize, seed, start + done + b, version);
 		r = full_pwrite(fd, buf, n * bsize, (off_t)((start + done) * bsize));
 		if (r) {
-			fprintf(stderr, "cor-pattern: write of blocks %" PRIu64 "..%" PRIu64
-				" to %s failed: %s\n", start + done, start + done + n - 1,
-				dev, strerror(-r));
+			fprintf(stderr,
+				"cor-pattern: write of blocks %llu..%llu to %s failed: %s\n",
+				start + done, start + done + n - 1, dev, strerror(-r));
 			return 1;
 		}
 		done += n;
@@ -84,39 +92,36 @@ static int do_stamp(const char *dev, uint64_t start, const char *nr_s,
 		return 1;
 	}
 	close(fd);
-	if (!quiet)
-		printf("stamped %" PRIu64 " blocks of %zu bytes at block %" PRIu64
-		       " seed %" PRIu64 " version %" PRIu64 "%s\n", nr, bsize, start,
-		       seed, version, direct ? "" : " (buffered)");
+	report_done("stamped", start, nr, seed, direct);
 	return 0;
 }
 
-static int do_verify(const char *dev, uint64_t start, const char *nr_s,
-		     uint64_t seed)
+static int do_verify(const char *dev, __u64 start, const char *nr_s,
+		     __u64 seed)
 {
 	bool direct;
 	int fd = open_dev(dev, O_RDONLY, buffered, &direct);
-	uint64_t nr = resolve_nr(nr_s, fd, start);
+	__u64 nr = resolve_nr(nr_s, fd, start);
 	size_t per = CHUNK_BYTES / bsize ? CHUNK_BYTES / bsize : 1;
-	uint8_t *buf = xalloc_aligned(per * bsize);
-	uint8_t *exp = xalloc_aligned(bsize);
-	uint8_t *scratch = xalloc_aligned(bsize);
-	uint64_t b, done = 0, bad = 0, first_bad = 0;
+	__u8 *buf = xalloc_aligned(per * bsize);
+	__u8 *exp = xalloc_aligned(bsize);
+	__u8 *scratch = xalloc_aligned(bsize);
+	__u64 b, done = 0, bad = 0, first_bad = 0;
 	char desc[256];
 
 	while (done < nr) {
-		uint64_t n = nr - done < per ? nr - done : per;
+		__u64 n = nr - done < per ? nr - done : per;
 		int r = full_pread(fd, buf, n * bsize, (off_t)((start + done) * bsize));
 
 		if (r) {
-			fprintf(stderr, "cor-pattern: read of blocks %" PRIu64 "..%" PRIu64
-				" from %s failed: %s\n", start + done,
-				start + done + n - 1, dev, strerror(-r));
+			fprintf(stderr,
+				"cor-pattern: read of blocks %llu..%llu from %s failed: %s\n",
+				start + done, start + done + n - 1, dev, strerror(-r));
 			return 1;
 		}
 		for (b = 0; b < n; b++) {
-			uint64_t blk = start + done + b;
-			uint8_t *got = buf + b * bsize;
+			__u64 blk = start + done + b;
+			__u8 *got = buf + b * bsize;
 			size_t off;
 
 			cor_fill(exp, bsize, seed, blk, version);
@@ -128,34 +133,29 @@ static int do_verify(const char *dev, uint64_t start, const char *nr_s,
 				for (off = 0; off < bsize && exp[off] == got[off]; off++)
 					;
 				cor_describe(got, bsize, desc, sizeof(desc), scratch);
-				fprintf(stderr, "cor-pattern: %s block %" PRIu64
-					" (byte %" PRIu64 ") mismatch at byte %zu of the block:"
-					" expected seed=%" PRIu64 " block=%" PRIu64
-					" version=%" PRIu64 ", found %s\n", dev, blk,
-					blk * bsize, off, seed, blk, version, desc);
+				fprintf(stderr,
+					"cor-pattern: %s block %llu (byte %llu) mismatch at byte %zu of the block: expected seed=%llu block=%llu version=%llu, found %s\n",
+					dev, blk, blk * bsize, off, seed, blk, version, desc);
 			}
 		}
 		done += n;
 	}
 	close(fd);
 	if (bad) {
-		fprintf(stderr, "cor-pattern: %s: %" PRIu64 " of %" PRIu64
-			" blocks differ, first bad block %" PRIu64 "\n",
+		fprintf(stderr,
+			"cor-pattern: %s: %llu of %llu blocks differ, first bad block %llu\n",
 			dev, bad, nr, first_bad);
 		return 1;
 	}
-	if (!quiet)
-		printf("verified %" PRIu64 " blocks of %zu bytes at block %" PRIu64
-		       " seed %" PRIu64 " version %" PRIu64 "%s\n", nr, bsize, start,
-		       seed, version, direct ? "" : " (buffered)");
+	report_done("verified", start, nr, seed, direct);
 	return 0;
 }
 
-static int do_gen(uint64_t start, uint64_t nr, uint64_t seed)
+static int do_gen(__u64 start, __u64 nr, __u64 seed)
 {
-	uint8_t *buf = xalloc_aligned(bsize);
+	__u8 *buf = xalloc_aligned(bsize);
 
-	for (uint64_t b = 0; b < nr; b++) {
+	for (__u64 b = 0; b < nr; b++) {
 		cor_fill(buf, bsize, seed, start + b, version);
 		if (fwrite(buf, bsize, 1, stdout) != 1)
 			die("write to stdout failed: %s", strerror(errno));
@@ -165,24 +165,24 @@ static int do_gen(uint64_t start, uint64_t nr, uint64_t seed)
 	return 0;
 }
 
-static int do_describe(const char *dev, uint64_t blk, uint64_t count)
+static int do_describe(const char *dev, __u64 blk, __u64 count)
 {
 	bool direct;
 	int fd = open_dev(dev, O_RDONLY, buffered, &direct);
-	uint8_t *buf = xalloc_aligned(bsize);
-	uint8_t *scratch = xalloc_aligned(bsize);
+	__u8 *buf = xalloc_aligned(bsize);
+	__u8 *scratch = xalloc_aligned(bsize);
 	char desc[256];
 
-	for (uint64_t i = 0; i < count; i++) {
+	for (__u64 i = 0; i < count; i++) {
 		int r = full_pread(fd, buf, bsize, (off_t)((blk + i) * bsize));
 
 		if (r) {
-			fprintf(stderr, "cor-pattern: read block %" PRIu64 ": %s\n",
+			fprintf(stderr, "cor-pattern: read block %llu: %s\n",
 				blk + i, strerror(-r));
 			return 1;
 		}
 		cor_describe(buf, bsize, desc, sizeof(desc), scratch);
-		printf("block %" PRIu64 ": %s\n", blk + i, desc);
+		printf("block %llu: %s\n", blk + i, desc);
 	}
 	close(fd);
 	return 0;
@@ -199,7 +199,7 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 
 		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-			usage(0);
+			show_usage(0);
 		else if (!strcmp(a, "--buffered"))
 			buffered = true;
 		else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
@@ -211,14 +211,14 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--max-report") && i + 1 < argc)
 			max_report = (unsigned int)parse_u64(argv[++i], "max-report");
 		else if (a[0] == '-' && a[1] == '-')
-			usage(2);
+			show_usage(2);
 		else if (npos < 8)
 			pos[npos++] = a;
 		else
-			usage(2);
+			show_usage(2);
 	}
 	if (npos < 1)
-		usage(2);
+		show_usage(2);
 	cmd = pos[0];
 	if (!strcmp(cmd, "stamp") && npos == 5)
 		return do_stamp(pos[1], parse_u64(pos[2], "start block"), pos[3],
@@ -233,5 +233,5 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "describe") && (npos == 3 || npos == 4))
 		return do_describe(pos[1], parse_u64(pos[2], "block"),
 				   npos == 4 ? parse_u64(pos[3], "count") : 1);
-	usage(2);
+	show_usage(2);
 }

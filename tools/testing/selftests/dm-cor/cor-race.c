@@ -58,17 +58,17 @@
 
 struct opts {
 	const char *dev;
-	uint64_t nblocks;
-	uint64_t seed;
+	__u64 nblocks;
+	__u64 seed;
 	bool have_seed, have_blocks;
 	unsigned int readers, writers;
 	double seconds;
 	size_t bsize;
 	unsigned int max_io_blocks;
 	unsigned int stripe;
-	uint64_t window;
+	__u64 window;
 	unsigned int flush_every;
-	uint64_t rng_seed;
+	__u64 rng_seed;
 	const char *model_in, *model_out, *model;
 	bool strict_torn, buffered, no_final_verify;
 	unsigned int grace;
@@ -80,7 +80,7 @@ static struct opts o = {
 };
 
 static int fd = -1;
-static _Atomic uint64_t *started, *completed;
+static atomic_ullong *started, *completed;
 static atomic_bool stop;
 static atomic_int violations;
 static atomic_ullong n_reads, n_read_bytes, n_writes, n_write_blocks,
@@ -97,7 +97,7 @@ static double elapsed(void)
 	       (double)(t.tv_nsec - t_start.tv_nsec) / 1e9;
 }
 
-static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...) __printf(1, 2);
 
 static void violation(const char *fmt, ...)
 {
@@ -114,19 +114,19 @@ static void violation(const char *fmt, ...)
 	atomic_store(&stop, true);
 }
 
-static inline uint64_t rnd(uint64_t *st)
+static inline __u64 rnd(__u64 *st)
 {
 	return splitmix64(st);
 }
 
 /* Pick the first block of an I/O: uniform, or 3/4 in the sweeping window. */
-static uint64_t pick_block(uint64_t *st)
+static __u64 pick_block(__u64 *st)
 {
-	uint64_t pos;
+	__u64 pos;
 
 	if (!o.window || o.window >= o.nblocks || rnd(st) % 4 == 0)
 		return rnd(st) % o.nblocks;
-	pos = (uint64_t)(elapsed() / o.seconds * (double)(o.nblocks - o.window));
+	pos = (__u64)(elapsed() / o.seconds * (double)(o.nblocks - o.window));
 	if (pos > o.nblocks - o.window)
 		pos = o.nblocks - o.window;
 	return pos + rnd(st) % o.window;
@@ -136,23 +136,23 @@ static uint64_t pick_block(uint64_t *st)
 
 struct wctx {
 	unsigned int id;
-	uint64_t rng;
+	__u64 rng;
 };
 
-static void *writer(void *arg)
+static void *writer_thread(void *arg)
 {
 	struct wctx *w = arg;
-	uint64_t nstripes = (o.nblocks + o.stripe - 1) / o.stripe;
-	uint64_t owned = nstripes > w->id ?
+	__u64 nstripes = (o.nblocks + o.stripe - 1) / o.stripe;
+	__u64 owned = nstripes > w->id ?
 			 (nstripes - w->id + o.writers - 1) / o.writers : 0;
-	uint8_t *buf = xalloc_aligned((size_t)o.stripe * o.bsize);
-	uint64_t *vers = calloc(o.stripe, sizeof(*vers));
+	__u8 *buf = xalloc_aligned((size_t)o.stripe * o.bsize);
+	__u64 *vers = calloc(o.stripe, sizeof(*vers));
 	unsigned long long mywrites = 0;
 
 	if (!owned || !vers)
 		return NULL;
 	while (!atomic_load(&stop)) {
-		uint64_t s, first, end, a, n, i;
+		__u64 s, first, end, a, n, i;
 		int r;
 
 		/* a stripe of ours, preferably near where pick_block points */
@@ -171,8 +171,8 @@ static void *writer(void *arg)
 		}
 		r = full_pwrite(fd, buf, n * o.bsize, (off_t)(a * o.bsize));
 		if (r) {
-			violation("writer %u: write of blocks %" PRIu64 "..%" PRIu64
-				  " failed: %s", w->id, a, a + n - 1, strerror(-r));
+			violation("writer %u: write of blocks %llu..%llu failed: %s", w->id, a,
+				  a + n - 1, strerror(-r));
 			break;
 		}
 		for (i = 0; i < n; i++)
@@ -199,8 +199,8 @@ static void *writer(void *arg)
  * Does @got (bytes [@bs, @be) of block @blk) equal version @v of the block?
  * @exp is a scratch block.
  */
-static bool matches(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
-		    uint64_t v, uint8_t *exp)
+static bool matches(const __u8 *got, __u64 blk, size_t bs, size_t be,
+		    __u64 v, __u8 *exp)
 {
 	cor_fill(exp, o.bsize, o.seed, blk, v);
 	return !memcmp(exp + bs, got, be - bs);
@@ -212,12 +212,12 @@ static bool matches(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
  * misdirected or stale-but-ours data is named; "zeroes" or "unknown"
  * (e.g. stale destination contents) otherwise.
  */
-static void identify_sector(const uint8_t *got, size_t len, uint64_t blk,
-			    uint8_t *exp, char *out, size_t n)
+static void identify_sector(const __u8 *got, size_t len, __u64 blk,
+			    __u8 *exp, char *out, size_t n)
 {
-	uint64_t first = blk > 256 ? blk - 256 : 0;
-	uint64_t last = blk + 256 < o.nblocks ? blk + 256 : o.nblocks - 1;
-	uint64_t b, v, newest;
+	__u64 first = blk > 256 ? blk - 256 : 0;
+	__u64 last = blk + 256 < o.nblocks ? blk + 256 : o.nblocks - 1;
+	__u64 b, v, newest;
 	size_t s;
 
 	if (all_zero(got, len)) {
@@ -230,14 +230,14 @@ static void identify_sector(const uint8_t *got, size_t len, uint64_t blk,
 			cor_fill(exp, o.bsize, o.seed, b, v);
 			for (s = 0; s + len <= o.bsize; s += SECTOR_SIZE)
 				if (!memcmp(exp + s, got, len)) {
-					snprintf(out, n, "it is sector %zu of block %" PRIu64
-						 " version %" PRIu64, s / SECTOR_SIZE, b, v);
+					snprintf(out, n,
+						 "it is sector %zu of block %llu version %llu",
+						 s / SECTOR_SIZE, b, v);
 					return;
 				}
 		}
 	}
-	snprintf(out, n, "not from any block %" PRIu64 "..%" PRIu64
-		 ": stale or foreign data", first, last);
+	snprintf(out, n, "not from any block %llu..%llu: stale or foreign data", first, last);
 }
 
 /*
@@ -245,11 +245,11 @@ static void identify_sector(const uint8_t *got, size_t len, uint64_t blk,
  * newest-3..newest: runs of "first-last:vN" (or "?" for no version), then the
  * first unmatched bytes next to what the newest version holds there.
  */
-static void byte_map(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
-		     uint64_t newest, char *out, size_t n)
+static void byte_map(const __u8 *got, __u64 blk, size_t bs, size_t be,
+		     __u64 newest, char *out, size_t n)
 {
-	uint64_t lo = newest > 3 ? newest - 3 : 0, nv = newest - lo + 1, j;
-	uint8_t *vers = xalloc_aligned(nv * o.bsize);
+	__u64 lo = newest > 3 ? newest - 3 : 0, nv = newest - lo + 1, j;
+	__u8 *vers = xalloc_aligned(nv * o.bsize);
 	size_t i, run = bs, bad = be, used = 0;
 	int cls = -2, c;
 
@@ -268,8 +268,8 @@ static void byte_map(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
 		if (i == be || (c != cls && i > bs)) {
 			if (used < n)
 				used += snprintf(out + used, n - used, cls < 0 ? "%zu-%zu:? " :
-						 "%zu-%zu:v%" PRIu64 " ", run, i - 1,
-						 lo + (uint64_t)(cls < 0 ? 0 : cls));
+						 "%zu-%zu:v%llu ", run, i - 1,
+						 lo + (__u64)(cls < 0 ? 0 : cls));
 			run = i;
 		}
 		cls = c;
@@ -287,11 +287,11 @@ static void byte_map(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
 }
 
 /* Describe what bytes [@bs, @be) of block @blk hold, for a report. */
-static void describe_range(const uint8_t *got, uint64_t blk, size_t bs,
-			   size_t be, uint8_t *exp, uint8_t *scratch, char *out,
+static void describe_range(const __u8 *got, __u64 blk, size_t bs,
+			   size_t be, __u8 *exp, __u8 *scratch, char *out,
 			   size_t n)
 {
-	uint64_t v, newest = atomic_load(&started[blk]);
+	__u64 v, newest = atomic_load(&started[blk]);
 	char d[200];
 	size_t off;
 
@@ -299,16 +299,16 @@ static void describe_range(const uint8_t *got, uint64_t blk, size_t bs,
 		cor_describe(got, o.bsize, d, sizeof(d), scratch);
 	} else if (bs == 0 && be >= COR_HDR_SIZE &&
 		   get_le64(got) == COR_PATTERN_MAGIC) {
-		snprintf(d, sizeof(d), "partial block with header seed=%" PRIu64
-			 " block=%" PRIu64 " version=%" PRIu64, get_le64(got + 8),
-			 get_le64(got + 16), get_le64(got + 24));
+		snprintf(d, sizeof(d),
+			 "partial block with header seed=%llu block=%llu version=%llu",
+			 get_le64(got + 8), get_le64(got + 16), get_le64(got + 24));
 	} else {
 		cor_describe_partial(got, be - bs, d, sizeof(d));
 	}
 	/* which version (if any) of this block does it equal? */
 	for (v = 0; v <= newest && v < 100000; v++)
 		if (matches(got, blk, bs, be, v, exp)) {
-			snprintf(out, n, "%s; equals version %" PRIu64 " of the block",
+			snprintf(out, n, "%s; equals version %llu of the block",
 				 d, v);
 			return;
 		}
@@ -324,20 +324,20 @@ static void describe_range(const uint8_t *got, uint64_t blk, size_t bs,
 			identify_sector(got + (off - bs), e - off, blk, exp, who,
 					sizeof(who));
 			byte_map(got + (off - bs), blk, off, e, newest, map, sizeof(map));
-			snprintf(out, n, "%s; byte %zu of the block (sector %zu) matches"
-				 " no version 0..%" PRIu64 " (%s) [bytes: %s]", d, off,
-				 off / SECTOR_SIZE, newest, who, map);
+			snprintf(out, n,
+				 "%s; byte %zu of the block (sector %zu) matches no version 0..%llu (%s) [bytes: %s]",
+				 d, off, off / SECTOR_SIZE, newest, who, map);
 			return;
 		}
 	}
-	snprintf(out, n, "%s; a sector-wise mix of versions 0..%" PRIu64, d, newest);
+	snprintf(out, n, "%s; a sector-wise mix of versions 0..%llu", d, newest);
 }
 
 /* Read block @blk again and say what it holds now (transient or lasting?) */
-static void reread_block(uint64_t blk, uint8_t *exp, uint8_t *scratch,
+static void reread_block(__u64 blk, __u8 *exp, __u8 *scratch,
 			 char *out, size_t n)
 {
-	uint8_t *buf = xalloc_aligned(o.bsize);
+	__u8 *buf = xalloc_aligned(o.bsize);
 	char d[300];
 	int err = full_pread(fd, buf, o.bsize, (off_t)(blk * o.bsize));
 
@@ -345,18 +345,18 @@ static void reread_block(uint64_t blk, uint8_t *exp, uint8_t *scratch,
 		snprintf(out, n, "read failed: %s", strerror(-err));
 	} else {
 		describe_range(buf, blk, 0, o.bsize, exp, scratch, d, sizeof(d));
-		snprintf(out, n, "%s (started %" PRIu64 ", completed %" PRIu64 ")", d,
-			 (uint64_t)atomic_load(&started[blk]),
-			 (uint64_t)atomic_load(&completed[blk]));
+		snprintf(out, n, "%s (started %llu, completed %llu)", d,
+			 (__u64)atomic_load(&started[blk]),
+			 (__u64)atomic_load(&completed[blk]));
 	}
 	free(buf);
 }
 
 /* Find a version in [@lo, @hi] (newest first) that bytes [@bs, @be) equal. */
-static bool find_version(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
-			 uint64_t lo, uint64_t hi, uint8_t *exp)
+static bool find_version(const __u8 *got, __u64 blk, size_t bs, size_t be,
+			 __u64 lo, __u64 hi, __u8 *exp)
 {
-	uint64_t v = hi;
+	__u64 v = hi;
 
 	for (;;) {
 		if (matches(got, blk, bs, be, v, exp))
@@ -371,11 +371,11 @@ static bool find_version(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
  * Does every byte of [@bs, @be) equal that byte of some version in
  * [@lo, @hi]?  Bounded to small ranges: only a racing write makes hi > lo.
  */
-static bool byte_mix(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
-		     uint64_t lo, uint64_t hi)
+static bool byte_mix(const __u8 *got, __u64 blk, size_t bs, size_t be,
+		     __u64 lo, __u64 hi)
 {
 	size_t nv = hi - lo + 1, i, j;
-	uint8_t *vers;
+	__u8 *vers;
 	bool ok = true;
 
 	if (hi - lo > 16)
@@ -397,18 +397,28 @@ static bool byte_mix(const uint8_t *got, uint64_t blk, size_t bs, size_t be,
  * Check bytes [@bs, @be) of block @blk read as @got.  Versions in [@lo, @hi]
  * are allowed.  Returns true when acceptable.
  */
-static bool check_block(unsigned int rid, uint64_t off, uint64_t len,
-			const uint8_t *got, uint64_t blk, size_t bs, size_t be,
-			uint64_t lo, uint64_t hi, uint8_t *exp, uint8_t *scratch)
+/* Room for "reader R: read of bytes OFF+LEN (sector S +N)" */
+#define READ_DESC_LEN	160
+
+/* "reader @rid: read of bytes @off+@len (sector S +N)": what a violation happened in */
+static void describe_read(char *out, size_t n, unsigned int rid, __u64 off, __u64 len)
 {
-	uint64_t v, cap = hi - lo > 4096 ? lo + 4096 : hi;
+	snprintf(out, n, "reader %u: read of bytes %llu+%llu (sector %llu +%llu)", rid, off, len,
+		 off / SECTOR_SIZE, len / SECTOR_SIZE);
+}
+
+static bool check_block(unsigned int rid, __u64 off, __u64 len,
+			const __u8 *got, __u64 blk, size_t bs, size_t be,
+			__u64 lo, __u64 hi, __u8 *exp, __u8 *scratch)
+{
+	__u64 v, cap = hi - lo > 4096 ? lo + 4096 : hi;
+	char d[1500], again[512], rd[READ_DESC_LEN], want[128];
 	bool sector_mix = true;
+	const char *mix;
 	size_t s;
-	char d[1500], again[512];
 
 	if (hi < lo) {
-		violation("model error: block %" PRIu64 " completed %" PRIu64
-			  " > started %" PRIu64, blk, lo, hi);
+		violation("model error: block %llu completed %llu > started %llu", blk, lo, hi);
 		return false;
 	}
 	/* fast path: a version whose header is in the data */
@@ -432,14 +442,13 @@ static bool check_block(unsigned int rid, uint64_t off, uint64_t len,
 	}
 	describe_range(got, blk, bs, be, exp, scratch, d, sizeof(d));
 	reread_block(blk, exp, scratch, again, sizeof(again));
-	violation("reader %u: read of bytes %" PRIu64 "+%" PRIu64 " (sector %" PRIu64
-		  " +%" PRIu64 "): block %" PRIu64 " bytes %zu..%zu must be version"
-		  " %" PRIu64 "..%" PRIu64 " (0 = origin pattern, seed %" PRIu64
-		  "), found %s%s; re-read now: %s", rid, off, len, off / SECTOR_SIZE,
-		  len / SECTOR_SIZE, blk, bs, be - 1, lo, hi, o.seed, d,
-		  sector_mix ? " (a sector-wise mix of allowed versions, refused by"
-			       " --strict-torn)" : "",
-		  again);
+	describe_read(rd, sizeof(rd), rid, off, len);
+	snprintf(want, sizeof(want), "version %llu..%llu (0 = origin pattern, seed %llu)", lo, hi,
+		 o.seed);
+	mix = sector_mix ?
+	      " (a sector-wise mix of allowed versions, refused by --strict-torn)" : "";
+	violation("%s: block %llu bytes %zu..%zu must be %s, found %s%s; re-read now: %s", rd, blk,
+		  bs, be - 1, want, d, mix, again);
 	return false;
 }
 
@@ -447,37 +456,37 @@ static bool check_block(unsigned int rid, uint64_t off, uint64_t len,
 
 struct rctx {
 	unsigned int id;
-	uint64_t rng;
+	__u64 rng;
 };
 
-static void *reader(void *arg)
+static void *reader_thread(void *arg)
 {
 	struct rctx *r = arg;
 	size_t maxbytes = ((size_t)o.max_io_blocks + 1) * o.bsize;
-	uint8_t *buf = xalloc_aligned(maxbytes);
-	uint8_t *exp = xalloc_aligned(o.bsize);
-	uint8_t *scratch = xalloc_aligned(o.bsize);
-	uint64_t *lo = calloc(o.max_io_blocks + 2, sizeof(*lo));
-	uint64_t spb = o.bsize / SECTOR_SIZE;
-	uint64_t total_sectors = o.nblocks * spb;
+	__u8 *buf = xalloc_aligned(maxbytes);
+	__u8 *exp = xalloc_aligned(o.bsize);
+	__u8 *scratch = xalloc_aligned(o.bsize);
+	__u64 *lo = calloc(o.max_io_blocks + 2, sizeof(*lo));
+	__u64 spb = o.bsize / SECTOR_SIZE;
+	__u64 total_sectors = o.nblocks * spb;
 
 	if (!lo)
 		die("out of memory");
 	while (!atomic_load(&stop)) {
-		uint64_t off, len, first, last, b;
+		__u64 off, len, first, last, b;
 		int err;
 
 		if (rnd(&r->rng) & 1) {
-			uint64_t blk = pick_block(&r->rng);
-			uint64_t n = 1 + rnd(&r->rng) % o.max_io_blocks;
+			__u64 blk = pick_block(&r->rng);
+			__u64 n = 1 + rnd(&r->rng) % o.max_io_blocks;
 
 			if (blk + n > o.nblocks)
 				n = o.nblocks - blk;
 			off = blk * o.bsize;
 			len = n * o.bsize;
 		} else {
-			uint64_t s = pick_block(&r->rng) * spb + rnd(&r->rng) % spb;
-			uint64_t n = 1 + rnd(&r->rng) % (o.max_io_blocks * spb);
+			__u64 s = pick_block(&r->rng) * spb + rnd(&r->rng) % spb;
+			__u64 n = 1 + rnd(&r->rng) % (o.max_io_blocks * spb);
 
 			if (s + n > total_sectors)
 				n = total_sectors - s;
@@ -490,19 +499,19 @@ static void *reader(void *arg)
 			lo[b - first] = atomic_load(&completed[b]);
 		err = full_pread(fd, buf, len, (off_t)off);
 		if (err) {
-			violation("reader %u: read of bytes %" PRIu64 "+%" PRIu64
-				  " (sector %" PRIu64 " +%" PRIu64 ") failed: %s",
-				  r->id, off, len, off / SECTOR_SIZE,
-				  len / SECTOR_SIZE, strerror(-err));
+			char rd[READ_DESC_LEN];
+
+			describe_read(rd, sizeof(rd), r->id, off, len);
+			violation("%s failed: %s", rd, strerror(-err));
 			break;
 		}
 		for (b = first; b <= last; b++) {
-			uint64_t hi = atomic_load(&started[b]);
-			uint64_t bstart = b * o.bsize;
+			__u64 hi = atomic_load(&started[b]);
+			__u64 bstart = b * o.bsize;
 			size_t bs = off > bstart ? off - bstart : 0;
 			size_t be = off + len < bstart + o.bsize ?
 				    off + len - bstart : o.bsize;
-			const uint8_t *got = buf + (bstart + bs - off);
+			const __u8 *got = buf + (bstart + bs - off);
 
 			if (!check_block(r->id, off, len, got, b, bs, be,
 					 lo[b - first], hi, exp, scratch))
@@ -527,14 +536,35 @@ static void alloc_model(void)
 	started = calloc(o.nblocks, sizeof(*started));
 	completed = calloc(o.nblocks, sizeof(*completed));
 	if (!started || !completed)
-		die("out of memory for %" PRIu64 " blocks", o.nblocks);
+		die("out of memory for %llu blocks", o.nblocks);
+}
+
+/* Take the geometry of a model and allocate it */
+static void model_geometry(__u64 blocks, __u64 seed, __u64 bs)
+{
+	o.nblocks = blocks;
+	o.seed = seed;
+	o.bsize = bs;
+	alloc_model();
+}
+
+/* At the first block line of model @path: its header, checked against the options */
+static void model_header(const char *path, __u64 blocks, __u64 seed, __u64 bs)
+{
+	if (!blocks || !bs)
+		die("model %s: block lines before header", path);
+	if ((o.have_blocks && o.nblocks != blocks) ||
+	    (o.have_seed && o.seed != seed) ||
+	    (o.bsize != bs && o.bsize != COR_DEFAULT_BSIZE))
+		die("model %s does not match --blocks/--origin-seed/--block-size", path);
+	model_geometry(blocks, seed, bs);
 }
 
 static void load_model(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	char line[256], key[64];
-	uint64_t a, b, seed = 0, blocks = 0, bs = 0;
+	__u64 a, b, seed = 0, blocks = 0, bs = 0;
 	bool have_end = false, alloced = false;
 
 	if (!f)
@@ -546,32 +576,22 @@ static void load_model(const char *path)
 			have_end = true;
 			break;
 		}
-		if (sscanf(line, "%63s %" SCNu64, key, &a) == 2 &&
+		if (sscanf(line, "%63s %llu", key, &a) == 2 &&
 		    !strcmp(key, "seed")) {
 			seed = a;
-		} else if (sscanf(line, "%63s %" SCNu64, key, &a) == 2 &&
+		} else if (sscanf(line, "%63s %llu", key, &a) == 2 &&
 			   !strcmp(key, "block_size")) {
 			bs = a;
-		} else if (sscanf(line, "%63s %" SCNu64, key, &a) == 2 &&
+		} else if (sscanf(line, "%63s %llu", key, &a) == 2 &&
 			   !strcmp(key, "blocks")) {
 			blocks = a;
-		} else if (sscanf(line, "%" SCNu64 " %" SCNu64, &a, &b) == 2) {
+		} else if (sscanf(line, "%llu %llu", &a, &b) == 2) {
 			if (!alloced) {
-				if (!blocks || !bs)
-					die("model %s: block lines before header", path);
-				if ((o.have_blocks && o.nblocks != blocks) ||
-				    (o.have_seed && o.seed != seed) ||
-				    (o.bsize != bs && o.bsize != COR_DEFAULT_BSIZE))
-					die("model %s does not match --blocks/--origin-seed/"
-					    "--block-size", path);
-				o.nblocks = blocks;
-				o.seed = seed;
-				o.bsize = bs;
-				alloc_model();
+				model_header(path, blocks, seed, bs);
 				alloced = true;
 			}
 			if (a >= o.nblocks)
-				die("model %s: block %" PRIu64 " out of range", path, a);
+				die("model %s: block %llu out of range", path, a);
 			atomic_store(&started[a], b);
 			atomic_store(&completed[a], b);
 		} else {
@@ -584,18 +604,16 @@ static void load_model(const char *path)
 	if (!alloced) {
 		if (!blocks || !bs)
 			die("model %s has no header", path);
-		o.nblocks = blocks;
-		o.seed = seed;
-		o.bsize = bs;
-		alloc_model();
+		model_geometry(blocks, seed, bs);
 	}
-	o.have_blocks = o.have_seed = true;
+	o.have_blocks = true;
+	o.have_seed = true;
 }
 
 static int save_model(const char *path)
 {
 	FILE *f = fopen(path, "w");
-	uint64_t b, n = 0;
+	__u64 b, n = 0;
 
 	if (!f) {
 		fprintf(stderr, "cor-race: cannot write model %s: %s\n", path,
@@ -603,13 +621,13 @@ static int save_model(const char *path)
 		return 1;
 	}
 	fprintf(f, "# cor-race model v1: <block> <version> for written blocks\n");
-	fprintf(f, "seed %" PRIu64 "\nblock_size %zu\nblocks %" PRIu64 "\n",
+	fprintf(f, "seed %llu\nblock_size %zu\nblocks %llu\n",
 		o.seed, o.bsize, o.nblocks);
 	for (b = 0; b < o.nblocks; b++) {
-		uint64_t v = atomic_load(&completed[b]);
+		__u64 v = atomic_load(&completed[b]);
 
 		if (v) {
-			fprintf(f, "%" PRIu64 " %" PRIu64 "\n", b, v);
+			fprintf(f, "%llu %llu\n", b, v);
 			n++;
 		}
 	}
@@ -619,38 +637,39 @@ static int save_model(const char *path)
 			strerror(errno));
 		return 1;
 	}
-	printf("cor-race: model with %" PRIu64 " written blocks saved to %s\n",
+	printf("cor-race: model with %llu written blocks saved to %s\n",
 	       n, path);
 	return 0;
 }
 
 /* Compare every block with the model exactly.  Returns mismatches. */
-static uint64_t final_verify(void)
+static __u64 final_verify(void)
 {
-	const uint64_t per = 256;
-	uint8_t *buf = xalloc_aligned(per * o.bsize);
-	uint8_t *exp = xalloc_aligned(o.bsize);
-	uint8_t *scratch = xalloc_aligned(o.bsize);
-	uint64_t b, i, bad = 0;
+	const __u64 per = 256;
+	__u8 *buf = xalloc_aligned(per * o.bsize);
+	__u8 *exp = xalloc_aligned(o.bsize);
+	__u8 *scratch = xalloc_aligned(o.bsize);
+	__u64 b, i, bad = 0;
 	char d[512];
 
 	for (b = 0; b < o.nblocks; b += per) {
-		uint64_t n = o.nblocks - b < per ? o.nblocks - b : per;
+		__u64 n = o.nblocks - b < per ? o.nblocks - b : per;
 		int err = full_pread(fd, buf, n * o.bsize, (off_t)(b * o.bsize));
 
 		if (err) {
-			fprintf(stderr, "cor-race: VIOLATION: final verify read of blocks %"
-				PRIu64 "..%" PRIu64 " failed: %s\n", b, b + n - 1,
-				strerror(-err));
+			fprintf(stderr,
+				"cor-race: VIOLATION: final verify read of blocks %llu..%llu failed: %s\n",
+				b, b + n - 1, strerror(-err));
 			return bad + n;
 		}
 		for (i = 0; i < n; i++) {
-			uint64_t v = atomic_load(&completed[b + i]);
-			const uint8_t *got = buf + i * o.bsize;
+			__u64 v = atomic_load(&completed[b + i]);
+			const __u8 *got = buf + i * o.bsize;
 
 			if (atomic_load(&started[b + i]) != v) {
-				fprintf(stderr, "cor-race: model error: block %" PRIu64
-					" write in flight at final verify\n", b + i);
+				fprintf(stderr,
+					"cor-race: model error: block %llu write in flight at final verify\n",
+					b + i);
 				bad++;
 				continue;
 			}
@@ -659,8 +678,8 @@ static uint64_t final_verify(void)
 			if (bad++ < 10) {
 				describe_range(got, b + i, 0, o.bsize, exp, scratch, d,
 					       sizeof(d));
-				fprintf(stderr, "cor-race: VIOLATION: final verify: block %"
-					PRIu64 " must be version %" PRIu64 "%s, found %s\n",
+				fprintf(stderr,
+					"cor-race: VIOLATION: final verify: block %llu must be version %llu%s, found %s\n",
 					b + i, v, v ? "" : " (origin pattern)", d);
 			}
 		}
@@ -669,10 +688,11 @@ static uint64_t final_verify(void)
 	free(exp);
 	free(buf);
 	if (bad)
-		fprintf(stderr, "cor-race: VIOLATION: final verify: %" PRIu64
-			" of %" PRIu64 " blocks differ from the model\n", bad, o.nblocks);
+		fprintf(stderr,
+			"cor-race: VIOLATION: final verify: %llu of %llu blocks differ from the model\n",
+			bad, o.nblocks);
 	else
-		printf("cor-race: final verify: %" PRIu64 " blocks match the model\n",
+		printf("cor-race: final verify: %llu blocks match the model\n",
 		       o.nblocks);
 	return bad;
 }
@@ -681,15 +701,16 @@ static uint64_t final_verify(void)
 
 static void on_alarm(int sig)
 {
-	static const char msg[] = "cor-race: TIMEOUT: I/O did not complete in time"
-				  " (hung device?)\n";
+	static const char msg[] =
+		"cor-race: TIMEOUT: I/O did not complete in time (hung device?)\n";
+
 	(void)sig;
 	if (write(2, msg, sizeof(msg) - 1) < 0)
 		_exit(3);
 	_exit(3);
 }
 
-static void usage(int code)
+static void show_usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 		"usage: cor-race [run] DEV --blocks N --origin-seed S [--threads T]\n"
@@ -712,18 +733,18 @@ int main(int argc, char **argv)
 	pthread_t *tids;
 	struct wctx *wc;
 	struct rctx *rc;
-	uint64_t bad = 0, dev_bytes;
+	__u64 bad = 0, dev_bytes;
 	int ret = 0;
 
 	prog_name = "cor-race";
-	o.rng_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	o.rng_seed = (__u64)time(NULL) ^ ((__u64)getpid() << 32);
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 #define OPT(name) (!strcmp(a, name) && v && (++i, 1))
 		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-			usage(0);
+			show_usage(0);
 		else if (!strcmp(a, "--strict-torn"))
 			o.strict_torn = true;
 		else if (!strcmp(a, "--buffered"))
@@ -763,11 +784,11 @@ int main(int argc, char **argv)
 		else if (OPT("--grace"))
 			o.grace = (unsigned int)parse_u64(v, "--grace");
 		else if (a[0] == '-')
-			usage(2);
+			show_usage(2);
 		else if (npos < 4)
 			pos[npos++] = a;
 		else
-			usage(2);
+			show_usage(2);
 #undef OPT
 	}
 	if (npos == 2 && !strcmp(pos[0], "verify")) {
@@ -778,7 +799,7 @@ int main(int argc, char **argv)
 	} else if (npos == 1) {
 		o.dev = pos[0];
 	} else {
-		usage(2);
+		show_usage(2);
 	}
 	if (threads_set && !rw_set) {
 		o.writers = threads / 2;
@@ -809,7 +830,7 @@ int main(int argc, char **argv)
 		      o.buffered, &direct);
 	dev_bytes = dev_size_bytes(fd);
 	if (dev_bytes < o.nblocks * o.bsize)
-		die("%s has %" PRIu64 " bytes, fewer than %" PRIu64 " blocks of %zu",
+		die("%s has %llu bytes, fewer than %llu blocks of %zu",
 		    o.dev, dev_bytes, o.nblocks, o.bsize);
 	signal(SIGALRM, on_alarm);
 	alarm((unsigned int)o.seconds + o.grace);
@@ -820,10 +841,9 @@ int main(int argc, char **argv)
 		return bad ? 1 : 0;
 	}
 
-	printf("cor-race: %s blocks %" PRIu64 " x %zu seed %" PRIu64
-	       " readers %u writers %u seconds %.0f rng-seed %" PRIu64 "%s\n",
-	       o.dev, o.nblocks, o.bsize, o.seed, o.readers, o.writers, o.seconds,
-	       o.rng_seed, direct ? "" : " (buffered)");
+	printf("cor-race: %s blocks %llu x %zu seed %llu ", o.dev, o.nblocks, o.bsize, o.seed);
+	printf("readers %u writers %u seconds %.0f rng-seed %llu%s\n", o.readers, o.writers,
+	       o.seconds, o.rng_seed, direct ? "" : " (buffered)");
 	fflush(stdout);
 	tids = calloc(o.readers + o.writers, sizeof(*tids));
 	wc = calloc(o.writers + 1, sizeof(*wc));
@@ -833,13 +853,13 @@ int main(int argc, char **argv)
 	for (unsigned int t = 0; t < o.writers; t++) {
 		wc[t].id = t;
 		wc[t].rng = o.rng_seed ^ (0x1000 + t) * 0x9E3779B97F4A7C15ULL;
-		if (pthread_create(&tids[t], NULL, writer, &wc[t]))
+		if (pthread_create(&tids[t], NULL, writer_thread, &wc[t]))
 			die("pthread_create failed");
 	}
 	for (unsigned int t = 0; t < o.readers; t++) {
 		rc[t].id = t;
 		rc[t].rng = o.rng_seed ^ (0x2000 + t) * 0x9E3779B97F4A7C15ULL;
-		if (pthread_create(&tids[o.writers + t], NULL, reader, &rc[t]))
+		if (pthread_create(&tids[o.writers + t], NULL, reader_thread, &rc[t]))
 			die("pthread_create failed");
 	}
 	while (!atomic_load(&stop) && elapsed() < o.seconds) {
@@ -851,11 +871,11 @@ int main(int argc, char **argv)
 	for (unsigned int t = 0; t < o.readers + o.writers; t++)
 		pthread_join(tids[t], NULL);
 
-	printf("cor-race: reads %llu (%llu KiB, %llu block checks) writes %llu"
-	       " (%llu blocks) flushes %llu torn-tolerated %llu in %.1fs\n",
+	printf("cor-race: reads %llu (%llu KiB, %llu block checks) writes %llu (%llu blocks) ",
 	       (unsigned long long)n_reads, (unsigned long long)n_read_bytes / 1024,
 	       (unsigned long long)n_checked_blocks, (unsigned long long)n_writes,
-	       (unsigned long long)n_write_blocks, (unsigned long long)n_flushes,
+	       (unsigned long long)n_write_blocks);
+	printf("flushes %llu torn-tolerated %llu in %.1fs\n", (unsigned long long)n_flushes,
 	       (unsigned long long)n_torn, elapsed());
 	if (atomic_load(&violations))
 		ret = 1;
@@ -873,7 +893,7 @@ int main(int argc, char **argv)
 		ret = ret ? ret : 1;
 	close(fd);
 	if (ret)
-		fprintf(stderr, "cor-race: FAILED (rng-seed %" PRIu64 ")\n", o.rng_seed);
+		fprintf(stderr, "cor-race: FAILED (rng-seed %llu)\n", o.rng_seed);
 	else
 		printf("cor-race: OK\n");
 	return ret;
