@@ -186,6 +186,7 @@ struct cor {
 	 */
 	unsigned long hydration_offset;		/* next region to look at */
 	unsigned int hydration_failures;	/* consecutive failed attempts */
+	unsigned long hydration_failed_region;	/* first region of the last failure */
 	unsigned long hydration_retry_at;	/* jiffies: no copy before */
 	atomic_t hydration_regions;		/* regions being hydrated */
 	atomic_t user_ios;			/* user reads and writes in flight */
@@ -762,6 +763,8 @@ static bool start_cold_read(struct cor *cor, struct region_op *op, struct bio *b
 	return true;
 
 fail:
+	/* free_cold_read() gives back the pages allocated, this the rest */
+	atomic_sub(nr_pages - cr->nr_pages, &cor->cold_read_pages);
 	free_cold_read(cor, cr);
 	return false;
 }
@@ -1014,6 +1017,7 @@ static void hydration_batch_failed(struct cor *cor, struct hydration_batch *batc
 	unsigned long flags;
 
 	WRITE_ONCE(cor->hydration_failures, failures);
+	WRITE_ONCE(cor->hydration_failed_region, batch->first);
 	WRITE_ONCE(cor->hydration_retry_at, jiffies + delay);
 	if (batch->prefetch) {
 		pr = kmalloc(sizeof(*pr), GFP_NOIO);
@@ -1207,11 +1211,15 @@ static void do_hydration(struct cor *cor)
 			return;
 		failures = READ_ONCE(cor->hydration_failures);
 		if (failures >= HYDRATION_MAX_ATTEMPTS) {
+			/* Background hydration and prefetch both give up */
+			DMERR("%s: hydration gave up: region %lu failed to copy %u times",
+			      dm_device_name(dm_table_get_md(cor->ti->table)),
+			      READ_ONCE(cor->hydration_failed_region), failures);
 			WRITE_ONCE(cor->hydration_failures, 0);
 			atomic64_inc(&cor->hydration_errors);
 			set_bit(COR_HYDRATION_FAILED, &cor->flags);
 			clear_prefetch_queue(cor);
-			stop_hydration(cor, "a region failed to copy too many times");
+			clear_bit(COR_HYDRATION_ACTIVE, &cor->flags);
 			set_bit(COR_EVENT_PENDING, &cor->flags);
 			return;
 		}
@@ -1328,6 +1336,10 @@ static void do_worker(struct work_struct *work)
 	    !test_and_set_bit(COR_HYDRATED_ANNOUNCED, &cor->flags)) {
 		DMINFO("%s: every region is hydrated",
 		       dm_device_name(dm_table_get_md(cor->ti->table)));
+		/* Whoever the event wakes finds the state on disk */
+		if (commit_metadata(cor))
+			DMERR("%s: commit after the last region was hydrated failed",
+			      dm_device_name(dm_table_get_md(cor->ti->table)));
 		dm_cor_metadata_release_hydrated(cor->cmd);
 		set_bit(COR_EVENT_PENDING, &cor->flags);
 	}
@@ -1749,6 +1761,12 @@ static void cor_io_hints(struct dm_target *ti, struct queue_limits *limits)
 /* Constructor and destructor */
 
 static struct kmem_cache *region_op_cache;
+
+/* Read-only: lets tests and tools see whether the kernel has the flag */
+static bool req_write_unchanged = COR_HAVE_WRITE_UNCHANGED;
+module_param(req_write_unchanged, bool, 0444);
+MODULE_PARM_DESC(req_write_unchanged,
+		 "Y when copy writes carry REQ_WRITE_UNCHANGED and received unchanged writes keep regions clean (the kernel has the flag)");
 
 /*
  * The devices are opened writable ones first: dm_get_device() on a device
