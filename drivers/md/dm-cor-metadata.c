@@ -496,9 +496,23 @@ static int read_superblocks(struct dm_cor_metadata *cmd, bool *format,
 		return -EINVAL;
 	}
 
+	/*
+	 * A torn superblock write leaves the slot being written invalid, and
+	 * the other slot is then the newest commit; say so, as bit rot in the
+	 * newest slot would look the same.
+	 */
+	if (states[newest ^ 1] == SB_INVALID)
+		DMWARN("superblock slot %d invalid (torn or damaged): using slot %d, gen %llu",
+		       newest ^ 1, newest, le64_to_cpu(sbs[newest].generation));
+
 	r = validate_superblock(cmd, &sbs[newest], error);
 	if (r)
 		return r;
+	/* The next commit could not write a newer generation */
+	if (le64_to_cpu(sbs[newest].generation) == U64_MAX) {
+		*error = "Metadata superblock generation is exhausted";
+		return -EINVAL;
+	}
 
 	cmd->sb_slot = newest;
 	cmd->generation = le64_to_cpu(sbs[newest].generation);

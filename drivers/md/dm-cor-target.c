@@ -786,6 +786,13 @@ static int map_to_dest_write(struct cor *cor, struct bio *bio, unsigned long reg
 	struct cor_bio_ctx *ctx = bio_ctx(bio);
 
 	if (!bio_unchanged(bio) && !dm_cor_region_dirty(cor->cmd, region)) {
+		/*
+		 * Only a dirty bit could record this write, and outside rw
+		 * mode none is committed: a CLEAN region written now would
+		 * later be taken for a copy of the origin.
+		 */
+		if (get_mode(cor) != COR_MODE_RW)
+			return DM_MAPIO_KILL;
 		ctx->flags |= COR_BIO_MARK_DIRTY;
 		ctx->region = region;
 	}

@@ -509,6 +509,11 @@ int cor_sb_check(const struct cor_sb *sb, __u64 dev_blocks, struct cor_geom *g,
 	const char *why;
 	int n = 0;
 
+	if (sb->generation == ~0ULL) {
+		report(ctx, "generation %llu is the largest possible: no commit could follow it",
+		       sb->generation);
+		n++;
+	}
 	if (sb->version != DM_COR_METADATA_VERSION) {
 		report(ctx, "unsupported metadata version %u (this tool knows %u)", sb->version,
 		       DM_COR_METADATA_VERSION);

@@ -488,7 +488,7 @@ st_round_trip()
 	cat >"$TMP/nc.xml" <<'EOF'
 <cor_metadata version="1" uuid="00112233-4455-6677-8899-aabbccddeeff" region_sectors="8" target_sectors="1001" nr_regions="126" active_slot="1">
   <superblock slot="0" state="unused"/>
-  <superblock slot="1" generation="18446744073709551615" active_area="0" flags="1"/>
+  <superblock slot="1" generation="18446744073709551614" active_area="0" flags="1"/>
   <hydrated count="126">
     <range begin="0" length="126"/>
   </hydrated>
