@@ -40,7 +40,10 @@ COR_TEST_NAME=${COR_TEST_NAME:-$(basename "$0" .sh)}
 # Kernel log lines that fail any test.
 # (dm core's complaints about a target leaking or mismatching device
 # references are bugs of the target too.)
-COR_KLOG_BAD='BUG:|WARNING:|Oops|general protection fault|possible recursive locking|circular locking|INFO: task .* blocked|UBSAN:|kernel BUG at|suspicious RCU|BUG .* remaining|KASAN:|Out of memory: Killed|dm_put_device call missing|not in table devices list'
+COR_KLOG_BAD='BUG:|WARNING:|Oops|general protection fault|possible recursive locking'
+COR_KLOG_BAD+='|circular locking|INFO: task .* blocked|UBSAN:|kernel BUG at|suspicious RCU'
+COR_KLOG_BAD+='|BUG .* remaining|KASAN:|Out of memory: Killed|dm_put_device call missing'
+COR_KLOG_BAD+='|not in table devices list'
 
 # Subtests added by the epilogue.
 COR_EPILOGUE_SUBTESTS=4
@@ -253,8 +256,9 @@ cor_check_disks()
 		for h in /sys/class/block/"$b"/holders/*; do
 			[ -e "$h" ] || continue
 			hn=$(cat "$h/dm/name" 2>/dev/null)
-			[[ "$hn" == "$COR_PREFIX"* ]] ||
-				ktap_skip_all "scratch disk $d is held by ${hn:-$(basename "$h")}, refusing to use it"
+			[[ "$hn" == "$COR_PREFIX"* ]] && continue
+			hn=${hn:-$(basename "$h")}
+			ktap_skip_all "scratch disk $d is held by $hn, refusing to use it"
 		done
 		sz=$(blockdev --getsz "$d" 2>/dev/null) ||
 			ktap_skip_all "cannot size scratch disk $d"
@@ -561,7 +565,8 @@ cor_create()
 	if [ $rc -ne 0 ]; then
 		# name the reason the kernel gave
 		COR_LAST_OUTPUT="$COR_LAST_OUTPUT [kernel: $(dmesg 2>/dev/null |
-			grep -E 'device-mapper: table: .*: cor: ' | tail -n 1 | sed 's/.*: cor: //')]"
+			grep -E 'device-mapper: table: .*: cor: ' | tail -n 1 |
+			sed 's/.*: cor: //')]"
 	fi
 	if [ $rc -eq 0 ]; then
 		COR_COR_DEVS+=("$name")
@@ -729,7 +734,8 @@ cor_status_fields()
 	line=$(cor_status "$name") || return 1
 	parsed=$(cor_status_parse <<<"$line")
 	for f in "$@"; do
-		v=$(awk -v k="$f" 'index($0, k "=") == 1 { print substr($0, length(k) + 2) }' <<<"$parsed")
+		v=$(awk -v k="$f" \
+			'index($0, k "=") == 1 { print substr($0, length(k) + 2) }' <<<"$parsed")
 		out+=("${v:-?}")
 	done
 	echo "${out[*]}"
@@ -874,7 +880,7 @@ model_write()
 # device range (O_DIRECT) with the same range of a model file
 expect_dev_matches_file()
 {
-	local what=$1 dev=$2 s=$3 n=$4 f=$5 fs=${6:-$3} out
+	local what=$1 dev=$2 s=$3 n=$4 f=$5 fs=${6:-$3} out msg
 
 	dd_read "$dev" "$s" "$n" "$COR_TMP/cmp.dev" ||
 		{ fail "$what: read of $dev sectors $s+$n failed"; return 1; }
@@ -885,7 +891,9 @@ expect_dev_matches_file()
 	[[ "$out" =~ (byte|char)\ ([0-9]+) ]] && byte=${BASH_REMATCH[2]}
 	if [ -n "$byte" ]; then
 		local abs=$(( s * 512 + byte - 1 ))
-		fail "$what: $dev differs from the model at sector $((abs / 512)) (byte $abs); device block holds: $("$COR_PATTERN" describe "$dev" $((abs / 4096)) 2>&1)"
+		msg="$what: $dev differs from the model at sector $((abs / 512)) (byte $abs); "
+		msg+="device block holds: $("$COR_PATTERN" describe "$dev" $((abs / 4096)) 2>&1)"
+		fail "$msg"
 	else
 		fail "$what: $dev sectors $s+$n differ from the model: $out"
 	fi

@@ -111,14 +111,14 @@ model_copy()
 # in a range
 expect_devs_equal()
 {
-	local what=$1 a=$2 b=$3 s=$4 n=$5
+	local what=$1 a=$2 b=$3 s=$4 n=$5 out
 
 	dd_read "$a" "$s" "$n" "$COR_TMP/eq.a" ||
 		{ fail "$what: read of $a sectors $s+$n failed"; return 1; }
 	dd_read "$b" "$s" "$n" "$COR_TMP/eq.b" ||
 		{ fail "$what: read of $b sectors $s+$n failed"; return 1; }
-	cmp -s "$COR_TMP/eq.a" "$COR_TMP/eq.b" ||
-		{ fail "$what: $a and $b differ in sectors $s+$n: $(cmp "$COR_TMP/eq.a" "$COR_TMP/eq.b" 2>&1)"; return 1; }
+	out=$(cmp "$COR_TMP/eq.a" "$COR_TMP/eq.b" 2>&1) ||
+		{ fail "$what: $a and $b differ in sectors $s+$n: $out"; return 1; }
 }
 
 # expect_io_error WHAT cmd args...: the command must fail with an I/O
@@ -203,7 +203,7 @@ sector_origins()
 # the same block of OLD or of NEW (FILE is expected to be mostly OLD)
 expect_blocks_either()
 {
-	local what=$1 f=$2 old=$3 new=$4 d1 b bad=() n=0
+	local what=$1 f=$2 old=$3 new=$4 d1 b bad=() n=0 all msg
 
 	[ "$(stat -c %s "$f")" == "$(stat -c %s "$old")" ] ||
 		{ fail "$what: $f has the wrong size"; return 1; }
@@ -214,11 +214,15 @@ expect_blocks_either()
 		file_block "$new" "$b" "$COR_TMP/either.n"
 		cmp -s "$COR_TMP/either.f" "$COR_TMP/either.n" || bad+=("$b")
 	done
-	ktap_diag "$what: $n blocks differ from the old data, all hold the new data: $([ ${#bad[@]} -eq 0 ] && echo yes || echo no)"
+	all=$([ ${#bad[@]} -eq 0 ] && echo yes || echo no)
+	ktap_diag "$what: $n blocks differ from the old data, all hold the new data: $all"
 	[ ${#bad[@]} -eq 0 ] && return 0
 	for b in "${bad[@]:0:4}"; do
-		ktap_diag "block $b (sectors $((b * 8))-$((b * 8 + 7))): per sector o=old n=new b=both -=neither: $(sector_origins "$f" "$old" "$new" "$b")"
-		ktap_diag "  holds: $("$COR_PATTERN" describe "$f" "$b" --buffered 2>&1 | head -n 3)"
+		msg="block $b (sectors $((b * 8))-$((b * 8 + 7))): per sector o=old n=new b=both"
+		msg+=" -=neither: $(sector_origins "$f" "$old" "$new" "$b")"
+		ktap_diag "$msg"
+		ktap_diag \
+			"  holds: $("$COR_PATTERN" describe "$f" "$b" --buffered 2>&1 | head -n 3)"
 	done
 	fail "$what: ${#bad[@]} blocks hold neither the old nor the new data: ${bad[*]:0:8}"
 	return 1

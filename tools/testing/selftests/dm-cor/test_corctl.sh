@@ -51,7 +51,8 @@ CN=$(dm_name cor)		# dm names for corctl
 C2N=$(dm_name cor2)
 DMM=$(dev_majmin "$DEST")
 DATA=$COR_TMP/data
-"$COR_PATTERN" gen 0 64 $((SEED + 1)) --pattern-version 1 >"$DATA" || cor_bail "cannot build the data"
+"$COR_PATTERN" gen 0 64 $((SEED + 1)) --pattern-version 1 >"$DATA" ||
+	cor_bail "cannot build the data"
 ktap_diag "corctl: $CORCTL ($("$CORCTL" --version 2>&1))"
 
 ########################################################################
@@ -61,7 +62,7 @@ ktap_diag "corctl: $CORCTL ($("$CORCTL" --version 2>&1))"
 JSON_AWK='
 function jerr(m) { printf "json: %s at offset %d\n", m, pos > "/dev/stderr"; bad = 1; exit 1 }
 function ws() { while (pos <= n && index(" \t\r\n", substr(s, pos, 1))) pos++ }
-function jstr(   r, c, e) {
+function jstr(   r, c, e, h) {
 	pos++
 	r = ""
 	for (;;) {
@@ -71,7 +72,8 @@ function jstr(   r, c, e) {
 		if (c == "\\") {
 			e = substr(s, pos + 1, 1)
 			if (e == "u") {
-				if (substr(s, pos + 2, 4) !~ /^[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]$/)
+				h = substr(s, pos + 2, 4)
+				if (h !~ /^[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]$/)
 					jerr("bad \\u escape")
 				r = r "\\u" substr(s, pos + 2, 4)
 				pos += 6
@@ -290,7 +292,8 @@ st_usage()
 	[[ "$OUT" == corctl* ]] || { fail "--version prints '$OUT'"; return 1; }
 	for c in status watch wait prefetch finalize; do
 		expect_rc 0 "$c" --help || return
-		[[ "$OUT" == *"usage: corctl $c"* ]] || { fail "$c --help prints '$OUT'"; return 1; }
+		[[ "$OUT" == *"usage: corctl $c"* ]] ||
+			{ fail "$c --help prints '$OUT'"; return 1; }
 		expect_rc 0 "$c" --version || return
 	done
 }
@@ -301,14 +304,16 @@ st_not_cor()
 
 	t0=$(dmsetup table "$(dm_name origin)")
 	expect_rc 1 status "$(dm_name origin)" || return
-	[[ "$ERR" == *"not a cor device"* ]] || { fail "status of a linear device says '$ERR'"; return 1; }
+	[[ "$ERR" == *"not a cor device"* ]] ||
+		{ fail "status of a linear device says '$ERR'"; return 1; }
 	expect_rc 1 status "$ORIGIN" &&
 	expect_rc 1 status "$(dev_majmin "$ORIGIN")" &&
 	expect_rc 1 wait --timeout 1 "$(dm_name origin)" &&
 	expect_rc 1 watch "$(dm_name origin)" &&
 	expect_rc 1 prefetch "$(dm_name origin)" 0+8 &&
 	expect_rc 1 finalize "$(dm_name origin)" || return
-	expect_eq "$(dmsetup table "$(dm_name origin)")" "$t0" "table after a refused finalize" || return
+	expect_eq "$(dmsetup table "$(dm_name origin)")" "$t0" \
+		"table after a refused finalize" || return
 	expect_rc 1 status "${COR_PREFIX}no-such-device" || return
 	[[ "$ERR" == *"no such"* ]] || { fail "status of a missing device says '$ERR'"; return 1; }
 	expect_rc 1 status /dev/null
@@ -329,7 +334,8 @@ st_json()
 
 	expect_rc 0 status --json --once "$CN" || return
 	line=$(cor_status_line cor)
-	flat=$(json_flatten <<<"$OUT") || { ktap_diag "$OUT"; fail "status --json is not one JSON object"; return 1; }
+	flat=$(json_flatten <<<"$OUT") ||
+		{ ktap_diag "$OUT"; fail "status --json is not one JSON object"; return 1; }
 	expect_eq "$(jget "$flat" status_line)" "$line" "status_line" || return
 	mm=$(dm_majmin cor)
 	expect_eq "$(jget "$flat" device)" "$(dm_name cor)" "device" &&
@@ -337,23 +343,32 @@ st_json()
 	expect_eq "$(jget "$flat" start)" 0 "start" &&
 	expect_eq "$(jget "$flat" length)" "$ORIGIN_SECTORS" "length" &&
 	expect_eq "$(jget "$flat" metadata.volatile)" false "metadata.volatile" &&
-	expect_eq "$(jget "$flat" metadata.block_sectors)" "$(cor_status_field cor metadata_block_size)" "metadata.block_sectors" &&
-	expect_eq "$(jget "$flat" metadata.used_blocks)" "$(cor_status_field cor metadata_used)" "metadata.used_blocks" &&
-	expect_eq "$(jget "$flat" metadata.total_blocks)" "$(cor_status_field cor metadata_total)" "metadata.total_blocks" &&
+	expect_eq "$(jget "$flat" metadata.block_sectors)" \
+		"$(cor_status_field cor metadata_block_size)" "metadata.block_sectors" &&
+	expect_eq "$(jget "$flat" metadata.used_blocks)" "$(cor_status_field cor metadata_used)" \
+		"metadata.used_blocks" &&
+	expect_eq "$(jget "$flat" metadata.total_blocks)" "$(cor_status_field cor metadata_total)" \
+		"metadata.total_blocks" &&
 	expect_eq "$(jget "$flat" region_sectors)" "$REGION" "region_sectors" &&
 	expect_eq "$(jget "$flat" regions.total)" "$TOTAL" "regions.total" &&
-	expect_eq "$(jget "$flat" regions.hydrated)" "$(cor_status_field cor hydrated)" "regions.hydrated" &&
+	expect_eq "$(jget "$flat" regions.hydrated)" "$(cor_status_field cor hydrated)" \
+		"regions.hydrated" &&
 	expect_eq "$(jget "$flat" regions.hydrated)" 5 "regions.hydrated" &&
 	expect_eq "$(jget "$flat" regions.unhydrated)" $((TOTAL - 5)) "regions.unhydrated" &&
-	expect_eq "$(jget "$flat" regions.hydrating)" "$(cor_status_field cor hydrating)" "regions.hydrating" &&
+	expect_eq "$(jget "$flat" regions.hydrating)" "$(cor_status_field cor hydrating)" \
+		"regions.hydrating" &&
 	expect_eq "$(jget "$flat" regions.dirty)" 1 "regions.dirty" &&
 	expect_eq "$(jget "$flat" mode)" rw "mode" &&
 	expect_eq "$(jget "$flat" progress.complete)" false "progress.complete" &&
-	expect_eq "$(jget "$flat" progress.total_bytes)" $((ORIGIN_SECTORS * 512)) "progress.total_bytes" &&
-	expect_eq "$(jget "$flat" progress.hydrated_bytes)" $((5 * REGION * 512)) "progress.hydrated_bytes" &&
+	expect_eq "$(jget "$flat" progress.total_bytes)" $((ORIGIN_SECTORS * 512)) \
+		"progress.total_bytes" &&
+	expect_eq "$(jget "$flat" progress.hydrated_bytes)" $((5 * REGION * 512)) \
+		"progress.hydrated_bytes" &&
 	expect_eq "$(jget "$flat" rate)" null "rate with --once" &&
-	expect_eq "$(jget "$flat" core_args.hydration_threshold)" 1 "core_args.hydration_threshold" &&
-	expect_eq "$(jget "$flat" core_args.hydration_batch_size)" 1 "core_args.hydration_batch_size" || return
+	expect_eq "$(jget "$flat" core_args.hydration_threshold)" 1 \
+		"core_args.hydration_threshold" &&
+	expect_eq "$(jget "$flat" core_args.hydration_batch_size)" 1 \
+		"core_args.hydration_batch_size" || return
 	# every counter, whatever the module prints
 	while IFS== read -r k v; do
 		[ -n "$k" ] || continue
@@ -366,31 +381,38 @@ st_json()
 	# DEV as a path and as major:minor
 	for name in "$COR" "$mm"; do
 		expect_rc 0 status --json --once "$name" || return
-		flat=$(json_flatten <<<"$OUT") || { fail "status --json $name: not JSON"; return 1; }
-		expect_eq "$(jget "$flat" device)" "$(dm_name cor)" "device of status --json $name" || return
+		flat=$(json_flatten <<<"$OUT") ||
+			{ fail "status --json $name: not JSON"; return 1; }
+		expect_eq "$(jget "$flat" device)" "$(dm_name cor)" \
+			"device of status --json $name" || return
 	done
 }
 
 st_human()
 {
-	local t0 t1 p=$((5 * 1000 / TOTAL))
+	local t0 t1 re p=$((5 * 1000 / TOTAL))
 
 	t0=$(date +%s%N)
 	expect_rc 0 status "$CN" || return
 	t1=$(date +%s%N)
 	ktap_diag "$OUT"
 	# the percentage is rounded down to a tenth
-	grep -Eq "^Progress: .* $((p / 10))\.$((p % 10))%  5/$TOTAL regions hydrated, 160\.0 KiB of 16\.0 MiB" <<<"$OUT" ||
+	re="^Progress: .* $((p / 10))\.$((p % 10))%  5/$TOTAL regions hydrated,"
+	re+=" 160\.0 KiB of 16\.0 MiB"
+	grep -Eq "$re" <<<"$OUT" ||
 		{ fail "no progress line in the status"; return 1; }
 	grep -Eq '^Rate: ' <<<"$OUT" || { fail "no rate line"; return 1; }
 	grep -Eq '^Mode: +rw$' <<<"$OUT" || { fail "no mode line"; return 1; }
 	grep -Eq '^Dirty: +1 region ' <<<"$OUT" || { fail "no dirty line"; return 1; }
-	grep -Eq '^Metadata: +[0-9]+/[0-9]+ blocks' <<<"$OUT" || { fail "no metadata line"; return 1; }
+	grep -Eq '^Metadata: +[0-9]+/[0-9]+ blocks' <<<"$OUT" ||
+		{ fail "no metadata line"; return 1; }
 	# regions 1-3 and 10 were copied, 20 was written whole
 	grep -Eq 'copies_done 4$' <<<"$OUT" || { fail "no copies_done counter"; return 1; }
-	expect_cmp $(((t1 - t0) / 1000000)) -ge 1000 "milliseconds taken by status (two samples)" || return
+	expect_cmp $(((t1 - t0) / 1000000)) -ge 1000 \
+		"milliseconds taken by status (two samples)" || return
 	expect_rc 0 status --once "$CN" || return
-	grep -q 'rate unknown' <<<"$OUT" || { fail "status --once does not say 'rate unknown'"; return 1; }
+	grep -q 'rate unknown' <<<"$OUT" ||
+		{ fail "status --once does not say 'rate unknown'"; return 1; }
 }
 
 st_wait_timeout()
@@ -408,7 +430,8 @@ st_wait_timeout()
 	# watch: plain lines, one per interval, without a terminal
 	expect_rc 124 watch --interval 0.5 --timeout 2 "$CN" || return
 	expect_cmp "$(grep -c "regions" <<<"$OUT")" -ge 2 "lines printed by watch" || return
-	grep -q $'\r' <<<"$OUT" && { fail "watch drew a progress bar without a terminal"; return 1; }
+	grep -q $'\r' <<<"$OUT" &&
+		{ fail "watch drew a progress bar without a terminal"; return 1; }
 	return 0
 }
 
@@ -422,7 +445,8 @@ st_finalize_refused()
 	expect_rc 1 finalize "$CN" || return
 	[[ "$ERR" == *"incomplete"* ]] || { fail "finalize refused saying '$ERR'"; return 1; }
 	expect_eq "$(dmsetup table "$(dm_name cor)")" "$t0" "table after the refused finalize" &&
-	expect_eq "$(cor_status_fields cor hydrated dirty mode)" "$st0" "status after the refused finalize" || return
+	expect_eq "$(cor_status_fields cor hydrated dirty mode)" "$st0" \
+		"status after the refused finalize" || return
 	dmsetup info "$(dm_name cor)" | grep -q '^State: *ACTIVE' ||
 		{ fail "device not active after the refused finalize"; return 1; }
 }
@@ -442,15 +466,18 @@ st_prefetch_range()
 	[ "$RC" -eq 0 ] || { ktap_diag "$OUT" "$ERR"; fail "prefetch exited $RC"; return 1; }
 	want="1-3 10 20 40-42 50-51"
 	wait_hydrated cor 10 || { fail "the prefetched regions did not hydrate"; return 1; }
-	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$want" "hydrated bitmap after prefetch" || return
+	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$want" \
+		"hydrated bitmap after prefetch" || return
 	# --wait on regions already hydrated returns at once
 	expect_rc 0 prefetch --wait --timeout 10 "$CN" $((40 * REGION))+$((3 * REGION)) || return
-	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$want" "hydrated bitmap after prefetch again" || return
+	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$want" \
+		"hydrated bitmap after prefetch again" || return
 	# outside the device
 	expect_rc 2 prefetch "$CN" "$ORIGIN_SECTORS"+8 &&
 	expect_rc 2 prefetch "$CN" $((ORIGIN_SECTORS - 8))+16 || return
 	out=$(cor_status_field cor prefetch_queued 2>/dev/null) &&
-		{ wait_status cor prefetch_queued -eq 0 || { fail "prefetch_queued stays at $out"; return 1; }; }
+		{ wait_status cor prefetch_queued -eq 0 ||
+			{ fail "prefetch_queued stays at $out"; return 1; }; }
 	return 0
 }
 
@@ -461,7 +488,8 @@ st_wait_complete()
 	cor_message cor hydration_threshold 32 && cor_message cor hydration_batch_size 16 &&
 	cor_message cor hydration start || { fail "cannot start hydration"; return 1; }
 	expect_rc 0 wait --timeout 240 "$CN" || return
-	expect_eq "$(cor_status_fields cor hydrated total_regions)" "$TOTAL $TOTAL" "hydrated after wait" || return
+	expect_eq "$(cor_status_fields cor hydrated total_regions)" "$TOTAL $TOTAL" \
+		"hydrated after wait" || return
 	n=$(grep -c . <<<"$OUT")
 	ktap_diag "wait printed $n lines, the last: $(tail -n 1 <<<"$OUT")"
 	[[ "$(tail -n 1 <<<"$OUT")" == *"$TOTAL/$TOTAL regions (100.0%)"* ]] ||
@@ -485,13 +513,15 @@ st_finalize()
 	read -r h d mode <<<"$st"
 	t=${COR_DEV_TABLE[$(dm_name cor)]}
 	expect_rc 0 finalize --dry-run "$CN" || return
-	expect_eq "$(dmsetup table "$(dm_name cor)" | awk '{ print $3 }')" cor "target after --dry-run" || return
+	expect_eq "$(dmsetup table "$(dm_name cor)" | awk '{ print $3 }')" cor \
+		"target after --dry-run" || return
 	expect_rc 0 finalize "$CN" || return
 	ktap_diag "$OUT"
 	# the cor table is gone: its metadata goes to the epilogue's check
 	COR_META_PENDING[$META]="$t ${COR_DEV_RO[$(dm_name cor)]:-0} $h $d $mode"
 	unset "COR_DEV_TABLE[$(dm_name cor)]"
-	expect_eq "$(dmsetup table "$(dm_name cor)")" "0 $ORIGIN_SECTORS linear $DMM 0" "table after finalize" || return
+	expect_eq "$(dmsetup table "$(dm_name cor)")" "0 $ORIGIN_SECTORS linear $DMM 0" \
+		"table after finalize" || return
 	dmsetup info "$(dm_name cor)" | grep -q '^State: *ACTIVE' ||
 		{ fail "device not active after finalize"; return 1; }
 	expect_eq "$(origin_checksum "$COR")" "$sum" "content after finalize" || return
@@ -515,7 +545,8 @@ st_wait_errors()
 	dm_create_lines origin3 "0 4096 linear $ORIGIN 0
 4096 4096 error" || { fail "cannot create origin3: $COR_LAST_OUTPUT"; return 1; }
 	o3=$(dm_path origin3)
-	cor_create cor3 "$o3" "$(dm_path dest3)" "$(dm_path meta3)" "$REGION" background_hydration ||
+	cor_create cor3 "$o3" "$(dm_path dest3)" "$(dm_path meta3)" "$REGION" \
+		background_hydration ||
 		{ fail "create cor3: $COR_LAST_OUTPUT"; return 1; }
 	if ! cor_status_field cor3 hydration_stopped_on_error >/dev/null; then
 		cor_remove cor3
@@ -524,7 +555,8 @@ st_wait_errors()
 	fi
 	expect_rc 1 wait --timeout 120 "$(dm_name cor3)" || return
 	[[ "$ERR" == *"stopped on errors"* ]] || { fail "wait failed saying '$ERR'"; return 1; }
-	expect_eq "$(cor_status_field cor3 hydration_stopped_on_error)" 1 "hydration_stopped_on_error" || return
+	expect_eq "$(cor_status_field cor3 hydration_stopped_on_error)" 1 \
+		"hydration_stopped_on_error" || return
 	expect_rc 0 status --json --once "$(dm_name cor3)" || return
 	flat=$(json_flatten <<<"$OUT") || { fail "status --json is not JSON"; return 1; }
 	expect_eq "$(jget "$flat" hydration.state)" "stopped on errors" "hydration.state" &&
@@ -546,7 +578,8 @@ prefetch_file_body()
 	out=$(mount -t ext4 "$ORIGIN2" "$MNT" 2>&1) || { fail "mount $ORIGIN2: $out"; return 1; }
 	for i in 0 1 2 3 4 5 6 7; do
 		dd if="$DATA" of="$f" bs=256K count=1 seek="$i" conv=notrunc,fsync status=none &&
-		dd if="$DATA" of="$MNT/other" bs=64K count=1 seek="$i" conv=notrunc,fsync status=none ||
+		dd if="$DATA" of="$MNT/other" bs=64K count=1 seek="$i" conv=notrunc,fsync \
+			status=none ||
 			{ fail "writing the files failed"; umount "$MNT"; return 1; }
 	done
 	sum=$(sha256sum <"$f" | awk '{ print $1 }')

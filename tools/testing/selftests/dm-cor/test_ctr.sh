@@ -82,10 +82,14 @@ metadata_one_block_short()
 
 st_bad_lines()
 {
-	local O=$ORIGIN D=$DEST M=$META n=0 bad entry what table short=
+	local O=$ORIGIN D=$DEST M=$META T T2 n=0 bad entry what table short=
 
 	clean_slate || return
 	metadata_one_block_short && short=1
+	# a table line up to a valid region size; optional arguments follow
+	T="0 $L cor $O $D $M $REGION"
+	# one optional argument announced, two given
+	T2="$T 1 background_hydration no_discard_passdown"
 	bad=(
 		"no arguments|0 $L cor"
 		"origin only|0 $L cor $O"
@@ -99,14 +103,14 @@ st_bad_lines()
 		"region size 24 (not a power of two)|0 $L cor $O $D $M 24"
 		"region size 4 (too small)|0 $L cor $O $D $M 4"
 		"region size 4194304 (too big)|0 $L cor $O $D $M 4194304"
-		"unknown optional argument|0 $L cor $O $D $M $REGION 1 foo"
-		"optional count larger than the arguments|0 $L cor $O $D $M $REGION 2 background_hydration"
-		"non-numeric optional count|0 $L cor $O $D $M $REGION x background_hydration"
-		"negative optional count|0 $L cor $O $D $M $REGION -1"
-		"trailing argument after the optional ones|0 $L cor $O $D $M $REGION 1 background_hydration no_discard_passdown"
-		"hydration_threshold without a value|0 $L cor $O $D $M $REGION 1 hydration_threshold"
-		"hydration_threshold not a number|0 $L cor $O $D $M $REGION 2 hydration_threshold abc"
-		"hydration_batch_size without a value|0 $L cor $O $D $M $REGION 1 hydration_batch_size"
+		"unknown optional argument|$T 1 foo"
+		"optional count larger than the arguments|$T 2 background_hydration"
+		"non-numeric optional count|$T x background_hydration"
+		"negative optional count|$T -1"
+		"trailing argument after the optional ones|$T2"
+		"hydration_threshold without a value|$T 1 hydration_threshold"
+		"hydration_threshold not a number|$T 2 hydration_threshold abc"
+		"hydration_batch_size without a value|$T 1 hydration_batch_size"
 		"origin shorter than the length|0 $L cor $SHORT $D $M $REGION"
 		"destination shorter than the length|0 $L cor $O $SHORT $M $REGION"
 		"origin == destination|0 $L cor $O $O $M $REGION"
@@ -127,7 +131,8 @@ st_bad_lines()
 		try_bad "$what" "$table" || n=$((n + 1))
 	done
 	# the origin was opened read-only by every attempt and never written
-	expect_eq "$(origin_checksum)" "${COR_ORIGIN_SUMS[$ORIGIN]}" "origin checksum after the refusals"
+	expect_eq "$(origin_checksum)" "${COR_ORIGIN_SUMS[$ORIGIN]}" \
+		"origin checksum after the refusals"
 	ktap_diag "${#bad[@]} bad table lines tried, $n not refused"
 	[ $n -eq 0 ]
 }
@@ -152,10 +157,13 @@ check_works()
 	local name=$1 region=$2 total=$3 last=$((ORIGIN_BLOCKS - 16))
 
 	expect_eq "$(cor_status_field "$name" region_size)" "$region" "$name region_size" || return
-	expect_eq "$(cor_status_field "$name" total_regions)" "$total" "$name total_regions" || return
+	expect_eq "$(cor_status_field "$name" total_regions)" "$total" \
+		"$name total_regions" || return
 	expect_ne "$(cor_status_field "$name" mode)" "fail" "$name mode" || return
-	expect_ok "$name: first blocks read back" "$COR_PATTERN" verify "$(dm_path "$name")" 0 16 "$SEED" &&
-	expect_ok "$name: last blocks read back" "$COR_PATTERN" verify "$(dm_path "$name")" $last 16 "$SEED"
+	expect_ok "$name: first blocks read back" \
+		"$COR_PATTERN" verify "$(dm_path "$name")" 0 16 "$SEED" &&
+	expect_ok "$name: last blocks read back" \
+		"$COR_PATTERN" verify "$(dm_path "$name")" $last 16 "$SEED"
 }
 
 # a clean slate: no cor device left by a failed subtest, zeroed metadata
@@ -191,7 +199,8 @@ st_extremes()
 	mdf=$(cor_status "$(dm_name vol)" | awk '{ print $4, $5 }')
 	expect_eq "$mdf" "- -/-" "volatile metadata status fields" || return
 	expect_fail "write to the read-only volatile device" \
-		dd if=/dev/zero of="$(dm_path vol)" bs=4096 count=1 oflag=direct status=none || return
+		dd if=/dev/zero of="$(dm_path vol)" bs=4096 count=1 oflag=direct \
+		status=none || return
 	expect_ok "volatile device still reads the origin after the refused write" \
 		"$COR_PATTERN" verify "$(dm_path vol)" 0 16 "$SEED" || return
 	cor_remove vol || return
@@ -200,11 +209,14 @@ st_extremes()
 	cor_create all "$ORIGIN" "$DEST" "$META" "$REGION" background_hydration \
 		hydration_threshold 4 hydration_batch_size 2 no_discard_passdown ||
 		{ fail "all optional arguments refused: $COR_LAST_OUTPUT"; return 1; }
-	expect_eq "$(cor_status_field all core:hydration_threshold)" 4 "hydration_threshold in status" || return
-	expect_eq "$(cor_status_field all core:hydration_batch_size)" 2 "hydration_batch_size in status" || return
+	expect_eq "$(cor_status_field all core:hydration_threshold)" 4 \
+		"hydration_threshold in status" || return
+	expect_eq "$(cor_status_field all core:hydration_batch_size)" 2 \
+		"hydration_batch_size in status" || return
 	wait_hydrated all $((L / REGION)) 90 ||
 		{ fail "background hydration did not finish"; return 1; }
-	expect_eq "$(cor_status_field all dirty)" 0 "dirty regions after background hydration" || return
+	expect_eq "$(cor_status_field all dirty)" 0 \
+		"dirty regions after background hydration" || return
 	expect_eq "$(cor_status_field all copies_failed)" 0 "copies_failed" || return
 	expect_ok "destination holds the origin after background hydration" \
 		"$COR_PATTERN" verify "$DEST" 0 "$ORIGIN_BLOCKS" "$SEED" || return
@@ -220,7 +232,8 @@ st_table_printed_back()
 	o=$(dm_majmin origin) d=$(dm_majmin dest) m=$(dm_majmin meta)
 	cor_create tp "$ORIGIN" "$DEST" "$META" 128 ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
-	expect_eq "$(dmsetup table "$(dm_name tp)")" "0 $L cor $o $d $m 128" "table without optional args"
+	expect_eq "$(dmsetup table "$(dm_name tp)")" "0 $L cor $o $d $m 128" \
+		"table without optional args"
 	cor_remove tp
 	zero_dev "$META"
 
@@ -242,32 +255,44 @@ st_table_printed_back()
 # regions are 8 blocks).
 st_other_region_size_refused()
 {
-	local t0 info
+	local t0 info tables
 
 	clean_slate || return
 	cor_create keep "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
-	expect_ok "write block 100" "$COR_PATTERN" stamp "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 || return
-	expect_ok "read blocks 200..215" "$COR_PATTERN" verify "$(dm_path keep)" 200 16 "$SEED" || return
+	expect_ok "write block 100" \
+		"$COR_PATTERN" stamp "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 || return
+	expect_ok "read blocks 200..215" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 200 16 "$SEED" || return
 	wait_hydrated keep 3 || { fail "regions did not hydrate"; return 1; }
 	t0=$(dmsetup table "$(dm_name keep)")
 
 	expect_fail "reload with region size 128 on existing metadata" \
-		dmsetup load "$(dm_name keep)" --table "$(cor_table "$ORIGIN" "$DEST" "$META" 128)" || return
+		dmsetup load "$(dm_name keep)" \
+		--table "$(cor_table "$ORIGIN" "$DEST" "$META" 128)" || return
 	info=$(dmsetup info "$(dm_name keep)")
+	tables=$(grep 'Tables present' <<<"$info")
 	grep -q 'Tables present: *LIVE$' <<<"$info" ||
-		{ fail "a table other than the live one is present: $(grep 'Tables present' <<<"$info")"; return 1; }
-	expect_eq "$(dmsetup table "$(dm_name keep)")" "$t0" "table after the refused reload" || return
-	expect_eq "$(cor_status_field keep region_size)" "$REGION" "region_size after the refused reload" || return
-	expect_eq "$(cor_status_field keep dirty)" 1 "dirty regions after the refused reload" || return
-	expect_eq "$(cor_bitmap keep dirty 0 $((L / REGION)))" "12" "dirty bitmap after the refused reload" || return
+		{ fail "a table other than the live one is present: $tables"; return 1; }
+	expect_eq "$(dmsetup table "$(dm_name keep)")" "$t0" \
+		"table after the refused reload" || return
+	expect_eq "$(cor_status_field keep region_size)" "$REGION" \
+		"region_size after the refused reload" || return
+	expect_eq "$(cor_status_field keep dirty)" 1 \
+		"dirty regions after the refused reload" || return
+	expect_eq "$(cor_bitmap keep dirty 0 $((L / REGION)))" "12" \
+		"dirty bitmap after the refused reload" || return
 	# the device keeps working: the written block, origin data around it
-	expect_ok "written block reads back" "$COR_PATTERN" verify "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 &&
+	expect_ok "written block reads back" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 &&
 	expect_ok "origin data around it" "$COR_PATTERN" verify "$(dm_path keep)" 96 4 "$SEED" &&
 	expect_ok "origin data after it" "$COR_PATTERN" verify "$(dm_path keep)" 101 99 "$SEED" &&
-	expect_ok "new write after the refused reload" "$COR_PATTERN" stamp "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 &&
-	expect_ok "and it reads back" "$COR_PATTERN" verify "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 &&
-	expect_eq "$(cor_status_field keep dirty)" 1 "dirty regions after a second write to region 12"
+	expect_ok "new write after the refused reload" \
+		"$COR_PATTERN" stamp "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 &&
+	expect_ok "and it reads back" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 &&
+	expect_eq "$(cor_status_field keep dirty)" 1 \
+		"dirty regions after a second write to region 12"
 }
 
 st_state_kept()
@@ -281,17 +306,23 @@ st_state_kept()
 	fi
 	# live reload with the same table, right after a write (no periodic
 	# commit in between): the new table must see the write
-	expect_ok "write block 300" "$COR_PATTERN" stamp "$(dm_path keep)" 300 1 "$SEED" --pattern-version 9 || return
+	expect_ok "write block 300" \
+		"$COR_PATTERN" stamp "$(dm_path keep)" 300 1 "$SEED" --pattern-version 9 || return
 	h0=$(cor_status_field keep hydrated)
 	expect_ok "load the same table" dmsetup load "$(dm_name keep)" \
 		--table "$(dmsetup table "$(dm_name keep)")" || return
 	expect_ok "resume" dmsetup resume "$(dm_name keep)" || return
 	expect_eq "$(cor_status_field keep dirty)" 2 "dirty regions after a live reload" || return
-	expect_eq "$(cor_bitmap keep dirty 0 $((L / REGION)))" "12 37" "dirty bitmap after a live reload" || return
-	expect_cmp "$(cor_status_field keep hydrated)" -ge "$h0" "hydrated regions after a live reload" || return
-	expect_ok "block 300 after the reload" "$COR_PATTERN" verify "$(dm_path keep)" 300 1 "$SEED" --pattern-version 9 &&
-	expect_ok "block 100 after the reload" "$COR_PATTERN" verify "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 &&
-	expect_ok "block 102 after the reload" "$COR_PATTERN" verify "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 || return
+	expect_eq "$(cor_bitmap keep dirty 0 $((L / REGION)))" "12 37" \
+		"dirty bitmap after a live reload" || return
+	expect_cmp "$(cor_status_field keep hydrated)" -ge "$h0" \
+		"hydrated regions after a live reload" || return
+	expect_ok "block 300 after the reload" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 300 1 "$SEED" --pattern-version 9 &&
+	expect_ok "block 100 after the reload" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 &&
+	expect_ok "block 102 after the reload" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 || return
 
 	# remove, then re-create: a different region size is refused, the same
 	# table finds the state
@@ -304,19 +335,27 @@ st_state_kept()
 	cor_create keep "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "re-creation with the same table refused: $COR_LAST_OUTPUT"; return 1; }
 	expect_eq "$(cor_status_field keep dirty)" 2 "dirty regions after re-creation" || return
-	expect_cmp "$(cor_status_field keep hydrated)" -ge "$h0" "hydrated regions after re-creation" || return
-	expect_ok "block 300 after re-creation" "$COR_PATTERN" verify "$(dm_path keep)" 300 1 "$SEED" --pattern-version 9 &&
-	expect_ok "block 100 after re-creation" "$COR_PATTERN" verify "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 &&
-	expect_ok "block 102 after re-creation" "$COR_PATTERN" verify "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 &&
+	expect_cmp "$(cor_status_field keep hydrated)" -ge "$h0" \
+		"hydrated regions after re-creation" || return
+	expect_ok "block 300 after re-creation" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 300 1 "$SEED" --pattern-version 9 &&
+	expect_ok "block 100 after re-creation" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 100 1 "$SEED" --pattern-version 7 &&
+	expect_ok "block 102 after re-creation" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 102 1 "$SEED" --pattern-version 8 &&
 	expect_ok "origin data elsewhere" "$COR_PATTERN" verify "$(dm_path keep)" 0 100 "$SEED" &&
-	expect_ok "origin data after block 300" "$COR_PATTERN" verify "$(dm_path keep)" 301 200 "$SEED"
+	expect_ok "origin data after block 300" \
+		"$COR_PATTERN" verify "$(dm_path keep)" 301 200 "$SEED"
 }
 
 run_subtest "bad table lines are refused and leave no device" st_bad_lines
 run_subtest "every refusal logs 'cor: <reason>'" st_refusals_logged
-run_subtest "extremes accepted: region 8 and 2097152, volatile read-only, all optional args" st_extremes
+run_subtest "extremes accepted: region 8 and 2097152, volatile read-only, all optional args" \
+	st_extremes
 run_subtest "dmsetup table prints the line back" st_table_printed_back
-run_subtest "other region size on existing metadata refused, device keeps working" st_other_region_size_refused
-run_subtest "second live device refused; state kept across live reload and re-creation" st_state_kept
+run_subtest "other region size on existing metadata refused, device keeps working" \
+	st_other_region_size_refused
+run_subtest "second live device refused; state kept across live reload and re-creation" \
+	st_state_kept
 
 cor_test_done

@@ -72,7 +72,8 @@ run_fio()
 	rc=$?
 	ktap_diag "$(grep -E '^ *(read|write|READ|WRITE):' <<<"$out")"
 	if [ $rc -ne 0 ]; then
-		ktap_diag "$(grep -v '^ *lat\|clat\|slat\|percentiles\|^ *|' <<<"$out" | tail -n 30)"
+		ktap_diag \
+			"$(grep -v '^ *lat\|clat\|slat\|percentiles\|^ *|' <<<"$out" | tail -n 30)"
 		[ $rc -eq 124 ] && fail "$what: fio did not finish in ${FIO_TIMEOUT}s"
 		fail "$what: fio exited $rc"
 		return 1
@@ -90,30 +91,39 @@ mismatches_vs_origin()
 # expect_same_blocks WHAT FILE_GOT FILE_WANT
 expect_same_blocks()
 {
-	local extra missing
+	local extra missing msg
 
 	extra=$(comm -23 "$2" "$3" | head -n 5 | tr '\n' ' ')
 	missing=$(comm -13 "$2" "$3" | head -n 5 | tr '\n' ' ')
 	[ -z "$extra$missing" ] && return 0
-	[ -n "$extra" ] && ktap_diag "$1: blocks not written by fio that differ from the origin: $extra..." \
-		"first of them holds: $("$COR_PATTERN" describe "$COR" ${extra%% *} 2>&1)"
-	[ -n "$missing" ] && ktap_diag "$1: blocks written by fio that read as the origin: $missing..."
-	fail "$1: $(comm -23 "$2" "$3" | wc -l) blocks differ from the origin although fio did not write them, $(comm -13 "$2" "$3" | wc -l) written blocks read as the origin"
+	[ -n "$extra" ] &&
+		ktap_diag "$1: blocks not written by fio that differ from the origin: $extra..." \
+			"first of them holds: $("$COR_PATTERN" describe "$COR" ${extra%% *} 2>&1)"
+	[ -n "$missing" ] &&
+		ktap_diag "$1: blocks written by fio that read as the origin: $missing..."
+	msg="$1: $(comm -23 "$2" "$3" | wc -l) blocks differ from the origin"
+	msg+=" although fio did not write them,"
+	msg+=" $(comm -13 "$2" "$3" | wc -l) written blocks read as the origin"
+	fail "$msg"
 }
 
 st_fio()
 {
-	local n
+	local n outside
 
 	run_fio "fio randrw" --write_iolog="$IOLOG" || return
 	# fio 3.x logs "[time] file action offset length"
-	awk '$(NF - 2) == "write" { for (o = $(NF - 1); o < $(NF - 1) + $NF; o += 4096) print int(o / 4096) }' \
-		"$IOLOG" | sort -n -u >"$WRITTEN"
+	awk '
+		$(NF - 2) == "write" {
+			for (o = $(NF - 1); o < $(NF - 1) + $NF; o += 4096)
+				print int(o / 4096)
+		}' "$IOLOG" | sort -n -u >"$WRITTEN"
 	n=$(wc -l <"$WRITTEN")
-	ktap_diag "fio wrote $n distinct 4 KiB blocks in $(ranges_count "$(written_regions)") regions"
+	ktap_diag \
+		"fio wrote $n distinct 4 KiB blocks in $(ranges_count "$(written_regions)") regions"
 	expect_cmp "$n" -gt 0 "blocks written by fio" || return
-	expect_eq "$(awk -v a="$FIO_FIRST" -v b="$FIO_LAST" '$1 < a || $1 > b' "$WRITTEN" | head -n 1)" "" \
-		"(test) a block fio wrote outside its range" || return
+	outside=$(awk -v a="$FIO_FIRST" -v b="$FIO_LAST" '$1 < a || $1 > b' "$WRITTEN" | head -n 1)
+	expect_eq "$outside" "" "(test) a block fio wrote outside its range" || return
 	wait_status cor hydrating -eq 0 || { fail "copies still in flight"; return 1; }
 	expect_eq "$(cor_status_fields cor copies_failed mode)" "0 rw" "copies_failed and mode"
 }
@@ -121,7 +131,8 @@ st_fio()
 # the regions holding a block fio wrote, as ranges
 written_regions()
 {
-	ranges_normalize "$(awk -v bpr="$BPR" '{ print int($1 / bpr) }' "$WRITTEN" | sort -n -u | tr '\n' ' ')"
+	ranges_normalize "$(awk -v bpr="$BPR" '{ print int($1 / bpr) }' "$WRITTEN" |
+		sort -n -u | tr '\n' ' ')"
 }
 
 st_model()
@@ -130,10 +141,16 @@ st_model()
 
 	[ -s "$WRITTEN" ] || { subtest_skip "fio did not run"; return; }
 	# the parts fio never touched, before anything else reads them
-	out=$("$COR_PATTERN" verify "$COR" 0 "$FIO_FIRST" "$SEED" --quiet 2>&1) ||
-		{ ktap_diag "$out"; fail "blocks before fio's range differ from the origin"; return 1; }
-	out=$("$COR_PATTERN" verify "$COR" $((FIO_LAST + 1)) all "$SEED" --quiet 2>&1) ||
-		{ ktap_diag "$out"; fail "blocks after fio's range differ from the origin"; return 1; }
+	if ! out=$("$COR_PATTERN" verify "$COR" 0 "$FIO_FIRST" "$SEED" --quiet 2>&1); then
+		ktap_diag "$out"
+		fail "blocks before fio's range differ from the origin"
+		return 1
+	fi
+	if ! out=$("$COR_PATTERN" verify "$COR" $((FIO_LAST + 1)) all "$SEED" --quiet 2>&1); then
+		ktap_diag "$out"
+		fail "blocks after fio's range differ from the origin"
+		return 1
+	fi
 	# the whole device: exactly the blocks fio wrote are not the origin's
 	mismatches_vs_origin "$COR_TMP/mismatch"
 	expect_same_blocks "whole device through cor" "$COR_TMP/mismatch" "$WRITTEN"
@@ -145,7 +162,8 @@ st_bitmaps()
 
 	[ -s "$WRITTEN" ] || { subtest_skip "fio did not run"; return; }
 	# the full read of the previous subtest copied every region
-	wait_hydrated cor "$TOTAL" 60 || { fail "the full read did not hydrate every region"; return 1; }
+	wait_hydrated cor "$TOTAL" 60 ||
+		{ fail "the full read did not hydrate every region"; return 1; }
 	want=$(written_regions)
 	H0=$(cor_bitmap cor hydrated 0 "$TOTAL")
 	D0=$(cor_bitmap cor dirty 0 "$TOTAL")
@@ -161,11 +179,14 @@ st_recreate()
 	cor_remove cor || return
 	cor_create cor "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "re-create: $COR_LAST_OUTPUT"; return 1; }
-	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$H0" "hydrated bitmap after re-creation" || return
-	expect_eq "$(cor_bitmap cor dirty 0 "$TOTAL")" "$D0" "dirty bitmap after re-creation" || return
+	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$H0" \
+		"hydrated bitmap after re-creation" || return
+	expect_eq "$(cor_bitmap cor dirty 0 "$TOTAL")" "$D0" \
+		"dirty bitmap after re-creation" || return
 	run_fio "fio verify_only after re-creation" --verify_only=1 || return
 	mismatches_vs_origin "$COR_TMP/mismatch2"
-	expect_same_blocks "whole device after re-creation" "$COR_TMP/mismatch2" "$WRITTEN" || return
+	expect_same_blocks "whole device after re-creation" \
+		"$COR_TMP/mismatch2" "$WRITTEN" || return
 	expect_eq "$(cor_status_fields cor hydrated dirty)" "$TOTAL $(ranges_count "$D0")" \
 		"status hydrated and dirty after re-creation"
 }

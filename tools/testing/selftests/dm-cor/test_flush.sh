@@ -43,8 +43,10 @@ COR=$(dm_path cor)
 OLD=$COR_TMP/old		# the device as of the flush
 NEW=$COR_TMP/new		# ... with every later write applied
 DATA=$COR_TMP/data
-"$COR_PATTERN" gen 0 "$ORIGIN_BLOCKS" "$SEED" >"$OLD" && cp "$OLD" "$NEW" || cor_bail "cannot build the model"
-"$COR_PATTERN" gen 0 512 $((SEED + 1)) --pattern-version 1 >"$DATA" || cor_bail "cannot build the data"
+"$COR_PATTERN" gen 0 "$ORIGIN_BLOCKS" "$SEED" >"$OLD" && cp "$OLD" "$NEW" ||
+	cor_bail "cannot build the model"
+"$COR_PATTERN" gen 0 512 $((SEED + 1)) --pattern-version 1 >"$DATA" ||
+	cor_bail "cannot build the data"
 DATA_CUR=0
 
 # Region sets: read or written before the flush (must persist), touched
@@ -55,7 +57,8 @@ LATER=
 BASELINE=
 DBASELINE=
 
-flakey_create dfl "$DEST" up && flakey_create mfl "$META" up || cor_bail "cannot create the flakey devices"
+flakey_create dfl "$DEST" up && flakey_create mfl "$META" up ||
+	cor_bail "cannot create the flakey devices"
 
 # flush_ios DEV: flush requests the disk under a dm-linear slice completed
 # (sysfs stat field 16), or "" when the kernel does not count them
@@ -106,8 +109,10 @@ power_cut()
 	out=$(dmsetup suspend --nolockfs "$(dm_name mfl)" 2>&1) &&
 	out=$(dmsetup suspend --nolockfs "$(dm_name dfl)" 2>&1) ||
 		{ fail "suspend of the flakey devices: $out"; return 1; }
-	out=$(flakey_table "$META" "$(dev_sectors "$META")" drop_writes | dmsetup load "$(dm_name mfl)" 2>&1) &&
-	out=$(flakey_table "$DEST" "$(dev_sectors "$DEST")" drop_writes | dmsetup load "$(dm_name dfl)" 2>&1) ||
+	out=$(flakey_table "$META" "$(dev_sectors "$META")" drop_writes |
+		dmsetup load "$(dm_name mfl)" 2>&1) &&
+	out=$(flakey_table "$DEST" "$(dev_sectors "$DEST")" drop_writes |
+		dmsetup load "$(dm_name dfl)" 2>&1) ||
 		{ fail "load of drop_writes: $out"; return 1; }
 	out=$(dmsetup resume "$(dm_name mfl)" 2>&1) &&
 	out=$(dmsetup resume "$(dm_name dfl)" 2>&1) ||
@@ -119,7 +124,7 @@ power_cut()
 # Round 1: the first flush of a fresh device
 round1_before()
 {
-	local f0d f0m out
+	local f0d f0m out msg
 
 	cor_create cor "$ORIGIN" "$(dm_path dfl)" "$(dm_path mfl)" "$REGION" ||
 		{ fail "create over flakey: $COR_LAST_OUTPUT"; return 1; }
@@ -133,21 +138,27 @@ round1_before()
 	write_io $((50 * REGION)) $((2 * REGION)) && write_io $((60 * REGION + 9)) 7 &&
 	write_io $((71 * REGION - 10)) 20 && write_io $((12 * REGION + 33)) 2 &&
 	write_io $((100 * REGION)) 16 && write_io $((100 * REGION + 8)) 16 || return
-	wait_hydrated cor "$(ranges_count "$(ranges_normalize "$BASELINE $DURABLE_H $DURABLE_D")")" ||
+	wait_hydrated cor \
+		"$(ranges_count "$(ranges_normalize "$BASELINE $DURABLE_H $DURABLE_D")")" ||
 		{ fail "regions did not hydrate"; return 1; }
 	f0d=$(flush_ios dest) f0m=$(flush_ios meta)
 	out=$(timeout 60 sync "$COR" 2>&1) || { fail "fsync of the cor device: $out"; return 1; }
 	# a FUA write (O_DIRECT|O_SYNC), acknowledged: durable too
 	dd if="$DATA" of="$COR" bs=512 skip=4000 seek=$((80 * REGION + 16)) count=24 \
-		oflag=direct,sync conv=notrunc status=none || { fail "O_SYNC write failed"; return 1; }
+		oflag=direct,sync conv=notrunc status=none ||
+		{ fail "O_SYNC write failed"; return 1; }
 	model_write "$OLD" "$DATA" 4000 $((80 * REGION + 16)) 24
 	model_write "$NEW" "$DATA" 4000 $((80 * REGION + 16)) 24
 	DURABLE_D="$DURABLE_D 80"
 	if [ -n "$f0d" ] && [ -n "$f0m" ]; then
-		expect_cmp "$(flush_ios dest)" -gt "$f0d" "flushes that reached the destination's disk" &&
-		expect_cmp "$(flush_ios meta)" -gt "$f0m" "flushes that reached the metadata's disk" || return
+		expect_cmp "$(flush_ios dest)" -gt "$f0d" \
+			"flushes that reached the destination's disk" &&
+		expect_cmp "$(flush_ios meta)" -gt "$f0m" \
+			"flushes that reached the metadata's disk" || return
 	fi
-	ktap_diag "acknowledged before the flush: hydrated $(ranges_normalize "$DURABLE_H"), written $(ranges_normalize "$DURABLE_D")"
+	msg="acknowledged before the flush: hydrated $(ranges_normalize "$DURABLE_H"),"
+	msg+=" written $(ranges_normalize "$DURABLE_D")"
+	ktap_diag "$msg"
 }
 
 # after the flush, before the power cut: may or may not survive
@@ -155,14 +166,16 @@ round1_after()
 {
 	local out
 
-	read_io $((90 * REGION)) $((2 * REGION)) later && write_io $((110 * REGION)) "$REGION" later &&
+	read_io $((90 * REGION)) $((2 * REGION)) later &&
+	write_io $((110 * REGION)) "$REGION" later &&
 	write_io $((111 * REGION + 50)) 5 later || return
 	wait_quiet cor || return
 	power_cut || return
 	# lost: reads that hydrate, writes of every kind, a flush
 	read_io $((140 * REGION)) $((6 * REGION)) later && read_io $((150 * REGION + 3)) 1 later &&
 	write_io $((50 * REGION + 20)) 30 later && write_io $((60 * REGION + 40)) 8 later &&
-	write_io $((120 * REGION)) $((2 * REGION)) later && write_io $((130 * REGION + 1)) 1 later &&
+	write_io $((120 * REGION)) $((2 * REGION)) later &&
+	write_io $((130 * REGION + 1)) 1 later &&
 	write_io $((13 * REGION)) 4 later || return
 	wait_quiet cor || return
 	# a flush now "succeeds" but commits nothing durable
@@ -174,7 +187,8 @@ restart_and_check()
 {
 	local h d allowed out r0 stray
 
-	cor_remove cor && dm_remove dfl && dm_remove mfl || { fail "teardown: $COR_LAST_OUTPUT"; return 1; }
+	cor_remove cor && dm_remove dfl && dm_remove mfl ||
+		{ fail "teardown: $COR_LAST_OUTPUT"; return 1; }
 	cor_create cor "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "re-create on the slices: $COR_LAST_OUTPUT"; return 1; }
 	h=$(cor_bitmap cor hydrated 0 "$TOTAL")
@@ -191,14 +205,17 @@ restart_and_check()
 	stray=$(ranges_normalize "$allowed $h")
 	expect_eq "$stray" "$allowed" "hydrated bitmap names only regions read or written" || return
 	stray=$(ranges_normalize "$DBASELINE $DURABLE_D $LATER $d")
-	expect_eq "$stray" "$(ranges_normalize "$DBASELINE $DURABLE_D $LATER")" "dirty bitmap names only regions written" || return
+	expect_eq "$stray" "$(ranges_normalize "$DBASELINE $DURABLE_D $LATER")" \
+		"dirty bitmap names only regions written" || return
 	# regions hydrated before the flush do not go to the origin
 	r0=$(dev_read_sectors "$ORIGIN")
 	dd_read "$COR" $((10 * REGION)) $((5 * REGION)) "$COR_TMP/r" ||
 		{ fail "read of regions 10-14 failed"; return 1; }
-	expect_eq $(( $(dev_read_sectors "$ORIGIN") - r0 )) 0 "origin sectors read for regions hydrated before the flush" || return
+	expect_eq $(( $(dev_read_sectors "$ORIGIN") - r0 )) 0 \
+		"origin sectors read for regions hydrated before the flush" || return
 	# every block: as of the flush, or later data; never anything else
-	dd_read "$COR" 0 "$N" "$COR_TMP/dev" || { fail "read of the whole device failed"; return 1; }
+	dd_read "$COR" 0 "$N" "$COR_TMP/dev" ||
+		{ fail "read of the whole device failed"; return 1; }
 	expect_blocks_either "blocks after the power cut" "$COR_TMP/dev" "$OLD" "$NEW" || return
 	# the writes before the flush, exactly (those not overwritten later)
 	expect_dev_matches_file "region 51" "$COR" $((51 * REGION)) "$REGION" "$OLD" &&
@@ -206,7 +223,8 @@ restart_and_check()
 	expect_dev_matches_file "regions 70-71" "$COR" $((70 * REGION)) $((2 * REGION)) "$OLD" &&
 	expect_dev_matches_file "region 12" "$COR" $((12 * REGION)) "$REGION" "$OLD" &&
 	expect_dev_matches_file "region 100" "$COR" $((100 * REGION)) "$REGION" "$OLD" &&
-	expect_dev_matches_file "region 80 (FUA write)" "$COR" $((80 * REGION)) "$REGION" "$OLD" || return
+	expect_dev_matches_file "region 80 (FUA write)" \
+		"$COR" $((80 * REGION)) "$REGION" "$OLD" || return
 	# from now on, the device as it is
 	cp "$COR_TMP/dev" "$OLD" && cp "$COR_TMP/dev" "$NEW" || return
 }
@@ -218,7 +236,8 @@ round2()
 {
 	local out
 
-	wait_hydrated cor "$TOTAL" 60 || { fail "round 1's full read did not hydrate everything"; return 1; }
+	wait_hydrated cor "$TOTAL" 60 ||
+		{ fail "round 1's full read did not hydrate everything"; return 1; }
 	cor_remove cor || return
 	flakey_create dfl "$DEST" up && flakey_create mfl "$META" up || return
 	cor_create cor "$ORIGIN" "$(dm_path dfl)" "$(dm_path mfl)" "$REGION" ||
@@ -229,10 +248,12 @@ round2()
 	write_io $((220 * REGION)) "$REGION" && write_io $((230 * REGION + 3)) 3 &&
 	write_io $((14 * REGION + 1)) 1 || return
 	out=$(timeout 60 sync "$COR" 2>&1) || { fail "fsync of the cor device: $out"; return 1; }
-	write_io $((240 * REGION + 8)) 8 later && write_io $((250 * REGION)) "$REGION" later || return
+	write_io $((240 * REGION + 8)) 8 later &&
+	write_io $((250 * REGION)) "$REGION" later || return
 	# O_DSYNC: its own data and every write completed before it are durable
 	dd if="$DATA" of="$COR" bs=512 skip=3000 seek=$((260 * REGION + 2)) count=6 \
-		oflag=direct,dsync conv=notrunc status=none || { fail "O_DSYNC write failed"; return 1; }
+		oflag=direct,dsync conv=notrunc status=none ||
+		{ fail "O_DSYNC write failed"; return 1; }
 	model_write "$OLD" "$DATA" 3000 $((260 * REGION + 2)) 6
 	model_write "$NEW" "$DATA" 3000 $((260 * REGION + 2)) 6
 	# the two writes before it are durable now: into the old model too
@@ -260,7 +281,8 @@ st_whole()
 		{ fail "untouched regions 300-309 are not the origin's: $out"; return 1; }
 }
 
-run_subtest "reads, writes, then a flush and a FUA write complete over flakey devices" st_round1_before
+run_subtest "reads, writes, then a flush and a FUA write complete over flakey devices" \
+	st_round1_before
 run_subtest "more I/O, power cut (drop_writes on both), lost I/O" st_round1_after
 run_subtest "after the cut: flushed writes and hydrated regions kept, no stray data" st_round1_check
 run_subtest "second round on that state: writes, fsync, O_DSYNC write, cut" st_round2

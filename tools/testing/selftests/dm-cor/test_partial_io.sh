@@ -26,7 +26,8 @@ COR=$(dm_path cor)
 MODEL=$COR_TMP/model
 DATA=$COR_TMP/data
 "$COR_PATTERN" gen 0 "$ORIGIN_BLOCKS" "$SEED" >"$MODEL" || cor_bail "cannot build the model"
-"$COR_PATTERN" gen 0 512 $((SEED + 1)) --pattern-version 1 >"$DATA" || cor_bail "cannot build the data"
+"$COR_PATTERN" gen 0 512 $((SEED + 1)) --pattern-version 1 >"$DATA" ||
+	cor_bail "cannot build the data"
 DATA_CUR=0			# next unused sector of $DATA
 READ_SET=
 WRITE_SET=
@@ -74,7 +75,8 @@ st_unaligned_reads()
 	done
 	want=$(ranges_normalize "$BASELINE $READ_SET")
 	wait_hydrated cor "$(ranges_count "$want")" || { fail "regions did not hydrate"; return 1; }
-	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$want" "hydrated bitmap after the reads" || return
+	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$want" \
+		"hydrated bitmap after the reads" || return
 	expect_eq "$(cor_status_field cor dirty)" 0 "dirty regions after the reads" || return
 	# the copies are of whole regions
 	for io in "31 2" "95 66" "1001 1" "2047 3" "4099 100" "8191 129" "20000 7"; do
@@ -127,7 +129,8 @@ st_whole_region_writes()
 	r1=$(dev_read_sectors "$ORIGIN")
 	expect_eq $((r1 - r0)) 0 "origin sectors read for a whole-region write" || return
 	wait_status cor dirty -ge 10 || { fail "dirty count did not reach 10"; return 1; }
-	expect_eq "$(cor_bitmap cor dirty 500 4)" "500-503" "dirty bitmap of regions 500-503" || return
+	expect_eq "$(cor_bitmap cor dirty 500 4)" "500-503" \
+		"dirty bitmap of regions 500-503" || return
 
 	# region 600 whole + first half of 601: only 601 may need the origin
 	r0=$(dev_read_sectors "$ORIGIN")
@@ -163,7 +166,8 @@ st_writes_hydrated()
 	r1=$(dev_read_sectors "$ORIGIN")
 	expect_eq $((r1 - r0)) 0 "origin sectors read for writes to hydrated regions" || return
 	wait_status cor dirty -ge 18 || { fail "dirty count did not reach 18"; return 1; }
-	expect_eq "$(cor_bitmap cor dirty 31 34)" "31 63-64" "dirty bitmap of regions 31..64" || return
+	expect_eq "$(cor_bitmap cor dirty 31 34)" "31 63-64" \
+		"dirty bitmap of regions 31..64" || return
 	check_regions "$COR" $((31 * REGION)) "$REGION" "region 31" &&
 	check_regions "$COR" $((63 * REGION)) $((2 * REGION)) "regions 63-64"
 }
@@ -179,8 +183,10 @@ st_counts_match()
 	d=$(cor_bitmap cor dirty 0 "$TOTAL")
 	expect_eq "$h" "$want_h" "hydrated bitmap" || return
 	expect_eq "$d" "$want_d" "dirty bitmap" || return
-	expect_eq "$(cor_status_field cor hydrated)" "$(ranges_count "$h")" "hydrated count vs bitmap" || return
-	expect_eq "$(cor_status_field cor dirty)" "$(ranges_count "$d")" "dirty count vs bitmap" || return
+	expect_eq "$(cor_status_field cor hydrated)" "$(ranges_count "$h")" \
+		"hydrated count vs bitmap" || return
+	expect_eq "$(cor_status_field cor dirty)" "$(ranges_count "$d")" \
+		"dirty count vs bitmap" || return
 	expect_eq "$(cor_status_field cor copies_failed)" 0 "copies_failed"
 }
 
@@ -191,22 +197,28 @@ st_whole_device()
 	expect_dev_matches_file "whole device" "$COR" 0 "$ORIGIN_SECTORS" "$MODEL" || return
 	expect_ok "suspend" dmsetup suspend "$(dm_name cor)" || return
 	expect_ok "resume" dmsetup resume "$(dm_name cor)" || return
-	expect_dev_matches_file "whole device after suspend/resume" "$COR" 0 "$ORIGIN_SECTORS" "$MODEL" || return
-	wait_hydrated cor "$TOTAL" 60 || { fail "not all regions hydrated after a full read"; return 1; }
+	expect_dev_matches_file "whole device after suspend/resume" \
+		"$COR" 0 "$ORIGIN_SECTORS" "$MODEL" || return
+	wait_hydrated cor "$TOTAL" 60 ||
+		{ fail "not all regions hydrated after a full read"; return 1; }
 	st0=$(cor_status_fields cor hydrated dirty)
 	cor_remove cor || return
 	cor_create cor "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "re-create: $COR_LAST_OUTPUT"; return 1; }
 	st1=$(cor_status_fields cor hydrated dirty)
 	expect_eq "$st1" "$st0" "hydrated and dirty after re-creation" || return
-	expect_eq "$(cor_bitmap cor dirty 0 "$TOTAL")" "$(ranges_normalize "$WRITE_SET")" "dirty bitmap after re-creation" || return
-	expect_dev_matches_file "whole device after re-creation" "$COR" 0 "$ORIGIN_SECTORS" "$MODEL" || return
+	expect_eq "$(cor_bitmap cor dirty 0 "$TOTAL")" "$(ranges_normalize "$WRITE_SET")" \
+		"dirty bitmap after re-creation" || return
+	expect_dev_matches_file "whole device after re-creation" \
+		"$COR" 0 "$ORIGIN_SECTORS" "$MODEL" || return
 	# fully hydrated: the destination is the device
 	expect_dev_matches_file "destination" "$DEST" 0 "$ORIGIN_SECTORS" "$MODEL"
 }
 
-run_subtest "unaligned reads straddling regions return the origin, hydrate whole regions" st_unaligned_reads
-run_subtest "partial writes to unhydrated regions copy the rest of the region" st_partial_writes_unhydrated
+run_subtest "unaligned reads straddling regions return the origin, hydrate whole regions" \
+	st_unaligned_reads
+run_subtest "partial writes to unhydrated regions copy the rest of the region" \
+	st_partial_writes_unhydrated
 run_subtest "whole-region writes do not read the origin" st_whole_region_writes
 run_subtest "partial writes to hydrated regions do not read the origin" st_writes_hydrated
 run_subtest "status counts match the bitmaps and the I/O done" st_counts_match

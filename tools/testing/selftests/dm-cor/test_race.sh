@@ -108,7 +108,7 @@ race_one()
 {
 	local r=$1 stripe=$2 maxio=$3 window=$4 bpr=$(($1 / 8))
 	local total=$((ORIGIN_SECTORS / $1)) cor name model h d written nh nd
-	local out zone=$((ORIGIN_BLOCKS * 3 / 4))
+	local out msg zone=$((ORIGIN_BLOCKS * 3 / 4))
 
 	name=cor$r
 	cor=$(dm_path "$name")
@@ -144,7 +144,9 @@ race_one()
 	d=$(cor_bitmap "$name" dirty 0 "$total") || { fail "bitmap dirty failed"; return 1; }
 	nh=$(count_of "$h") nd=$(count_of "$d")
 	written=$(model_regions "$model" "$bpr")
-	ktap_diag "region $r: $(count_of "$written") regions written, $nh hydrated, $nd dirty of $total"
+	msg="region $r: $(count_of "$written") regions written,"
+	msg+=" $nh hydrated, $nd dirty of $total"
+	ktap_diag "$msg"
 	expect_cmp "$(count_of "$written")" -gt 0 "regions written by cor-race" || return
 	expect_eq "$(ranges minus "$written" "0-$((zone / bpr - 1))")" "" \
 		"(test) regions written outside the race zone" || return
@@ -160,21 +162,27 @@ race_one()
 	# region to it: the clean ones must hold the origin (version 0 in the
 	# model), the dirty ones what cor-race wrote
 	view_create "view$r" "$r" "$h" || return
-	out=$("$COR_RACE" verify "$(dm_path "view$r")" --model "$model" 2>&1) ||
-		{ ktap_diag "$out"; fail "hydrated regions of the destination differ from the model"; }
+	if ! out=$("$COR_RACE" verify "$(dm_path "view$r")" --model "$model" 2>&1); then
+		ktap_diag "$out"
+		fail "hydrated regions of the destination differ from the model"
+	fi
 	dm_remove "view$r" || fail "cannot remove view$r"
 	[ ${#SUBTEST_ERRORS[@]} -eq 0 ] || return 1
 
 	# the same metadata again: same bitmaps, same data
 	cor_create "$name" "$ORIGIN" "$CUR_DEST" "$META" "$r" ||
 		{ fail "re-create: $COR_LAST_OUTPUT"; return 1; }
-	expect_eq "$(cor_bitmap "$name" hydrated 0 "$total")" "$h" "hydrated bitmap after re-creation" ||
+	expect_eq "$(cor_bitmap "$name" hydrated 0 "$total")" "$h" \
+		"hydrated bitmap after re-creation" ||
 		return
-	expect_eq "$(cor_bitmap "$name" dirty 0 "$total")" "$d" "dirty bitmap after re-creation" || return
+	expect_eq "$(cor_bitmap "$name" dirty 0 "$total")" "$d" \
+		"dirty bitmap after re-creation" || return
 	st_read "$name"
-	expect_eq "$ST_HYDRATED $ST_DIRTY" "$nh $nd" "status hydrated and dirty after re-creation" ||
+	expect_eq "$ST_HYDRATED $ST_DIRTY" "$nh $nd" \
+		"status hydrated and dirty after re-creation" ||
 		return
-	expect_ok "model through cor after re-creation" "$COR_RACE" verify "$cor" --model "$model" ||
+	expect_ok "model through cor after re-creation" \
+		"$COR_RACE" verify "$cor" --model "$model" ||
 		return
 	# that read copied every region that was left: all hydrated, dirty unchanged
 	wait_idle "$name" || return
@@ -191,7 +199,8 @@ st_region_64()   { race_one 64 8 16 256; }
 st_region_1024() { race_one 1024 32 32 512; }
 
 run_subtest "4 KiB regions: whole-region writes racing copy-on-read lose nothing" st_region_8
-run_subtest "32 KiB regions: partial and whole-region writes racing copies lose nothing" st_region_64
+run_subtest "32 KiB regions: partial and whole-region writes racing copies lose nothing" \
+	st_region_64
 run_subtest "512 KiB regions: writers and readers inside a few regions lose nothing" st_region_1024
 
 cor_test_done

@@ -63,7 +63,8 @@ NAME=$(dm_name cor)
 MODEL=$COR_TMP/model
 DATA=$COR_TMP/data
 "$COR_PATTERN" gen 0 "$ORIGIN_BLOCKS" "$SEED" >"$MODEL" || cor_bail "cannot build the model"
-"$COR_PATTERN" gen 0 256 $((SEED + 1)) --pattern-version 1 >"$DATA" || cor_bail "cannot build the data"
+"$COR_PATTERN" gen 0 256 $((SEED + 1)) --pattern-version 1 >"$DATA" ||
+	cor_bail "cannot build the data"
 DATA_CUR=0			# next unused sector of $DATA
 READ_SET=
 WRITE_SET=
@@ -119,7 +120,7 @@ expect_bitmaps()
 # names REASON
 expect_refused()
 {
-	local what=$1 reason=$2 out rc
+	local what=$1 reason=$2 out rc last
 
 	shift 2
 	out=$("$@" 2>&1)
@@ -128,8 +129,12 @@ expect_refused()
 		fail "$what: '$*' succeeded but must be refused"
 		return 1
 	fi
-	cor_klog_since | grep -E 'device-mapper: table: .*: cor: ' | tail -n 1 | grep -qF "$reason" ||
-		{ fail "$what: kernel log does not say '$reason': $(cor_klog_since | grep ': cor: ' | tail -n 1)"; return 1; }
+	if ! cor_klog_since | grep -E 'device-mapper: table: .*: cor: ' | tail -n 1 |
+	     grep -qF "$reason"; then
+		last=$(cor_klog_since | grep ': cor: ' | tail -n 1)
+		fail "$what: kernel log does not say '$reason': $last"
+		return 1
+	fi
 }
 
 # expect_no_inactive WHAT: the live device has no inactive table left
@@ -166,9 +171,12 @@ st_reload_same()
 	# commit, once a second, has most likely not covered them yet) a
 	# reload, twice; the new table must carry the in-core state over
 	for i in 0 1; do
-		write_io $(((10 + i) * REGION + 5)) 7 || return		# part of region 10 / 11
-		write_io $(((20 + 2 * i) * REGION)) $((2 * REGION)) || return	# regions 20-21 / 22-23
-		write_io $(((30 + 2 * i) * REGION + 30)) 100 || return	# 30-31 / 32-33, partly
+		# part of region 10 / 11
+		write_io $(((10 + i) * REGION + 5)) 7 || return
+		# regions 20-21 / 22-23
+		write_io $(((20 + 2 * i) * REGION)) $((2 * REGION)) || return
+		# 30-31 / 32-33, partly
+		write_io $(((30 + 2 * i) * REGION + 30)) 100 || return
 		if ! dmsetup load "$NAME" --table "$t0" >/dev/null 2>&1 ||
 		   ! dmsetup resume "$NAME" >/dev/null 2>&1; then
 			fail "reload $i of the same table failed"
@@ -194,11 +202,14 @@ st_reload_mismatch()
 	st0=$(cor_status "$NAME")
 	t0=$(dmsetup table "$NAME")
 	expect_refused "reload with 64 KiB regions" "Region size differs from the metadata" \
-		dmsetup load "$NAME" --table "$(table_with $((REGION * 2)) "$ORIGIN_SECTORS")" || return
+		dmsetup load "$NAME" \
+		--table "$(table_with $((REGION * 2)) "$ORIGIN_SECTORS")" || return
 	expect_refused "reload with 16 KiB regions" "Region size differs from the metadata" \
-		dmsetup load "$NAME" --table "$(table_with $((REGION / 2)) "$ORIGIN_SECTORS")" || return
+		dmsetup load "$NAME" \
+		--table "$(table_with $((REGION / 2)) "$ORIGIN_SECTORS")" || return
 	expect_refused "reload one region shorter" "Device length differs from the metadata" \
-		dmsetup load "$NAME" --table "$(table_with "$REGION" $((ORIGIN_SECTORS - REGION)))" || return
+		dmsetup load "$NAME" \
+		--table "$(table_with "$REGION" $((ORIGIN_SECTORS - REGION)))" || return
 	expect_no_inactive "after the refused reloads" || return
 	expect_ok "resume after the refused reloads" dmsetup resume "$NAME" || return
 	expect_eq "$(cor_status "$NAME")" "$st0" "status after the refused reloads" || return
@@ -216,14 +227,18 @@ st_reload_mismatch()
 	cor_remove cor || return
 	sum0=$(dev_sum "$META")
 	expect_refused "create with 64 KiB regions" "Region size differs from the metadata" \
-		dmsetup create "$NAME" --table "$(table_with $((REGION * 2)) "$ORIGIN_SECTORS")" || return
+		dmsetup create "$NAME" \
+		--table "$(table_with $((REGION * 2)) "$ORIGIN_SECTORS")" || return
 	expect_refused "create one region shorter" "Device length differs from the metadata" \
-		dmsetup create "$NAME" --table "$(table_with "$REGION" $((ORIGIN_SECTORS - REGION)))" || return
+		dmsetup create "$NAME" \
+		--table "$(table_with "$REGION" $((ORIGIN_SECTORS - REGION)))" || return
 	dm_exists cor && { fail "a refused create left the device"; return 1; }
-	expect_eq "$(dev_sum "$META")" "$sum0" "metadata checksum after the refused creates" || return
+	expect_eq "$(dev_sum "$META")" "$sum0" \
+		"metadata checksum after the refused creates" || return
 	cor_create cor "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "re-create: $COR_LAST_OUTPUT"; return 1; }
-	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$h0" "hydrated bitmap after re-creation" || return
+	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$h0" \
+		"hydrated bitmap after re-creation" || return
 	expect_eq "$(cor_bitmap cor dirty 0 "$TOTAL")" "$d0" "dirty bitmap after re-creation"
 }
 
@@ -234,7 +249,8 @@ st_second_device()
 	st0=$(cor_status "$NAME")
 	expect_refused "second device on the same metadata" \
 		"Metadata device is in use by another dm-cor device" \
-		dmsetup create "$(dm_name cor2)" --table "$(cor_table "$ORIGIN" "$DEST2" "$META" "$REGION")" ||
+		dmsetup create "$(dm_name cor2)" \
+		--table "$(cor_table "$ORIGIN" "$DEST2" "$META" "$REGION")" ||
 		return
 	expect_refused "read-only second device on the same metadata" \
 		"Metadata device is in use by another dm-cor device" \
@@ -264,12 +280,16 @@ st_recreate()
 	cor_remove cor || return
 	cor_create cor "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "re-create: $COR_LAST_OUTPUT"; return 1; }
-	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$h0" "hydrated bitmap after re-creation" || return
-	expect_eq "$(cor_bitmap cor dirty 0 "$TOTAL")" "$d0" "dirty bitmap after re-creation" || return
-	expect_eq "$(cor_status_fields cor hydrated dirty)" "$st0" "status counts after re-creation" || return
+	expect_eq "$(cor_bitmap cor hydrated 0 "$TOTAL")" "$h0" \
+		"hydrated bitmap after re-creation" || return
+	expect_eq "$(cor_bitmap cor dirty 0 "$TOTAL")" "$d0" \
+		"dirty bitmap after re-creation" || return
+	expect_eq "$(cor_status_fields cor hydrated dirty)" "$st0" \
+		"status counts after re-creation" || return
 	expect_bitmaps "after re-creation" || return
 	# the whole model zone (this read hydrates all of it)
-	expect_dev_matches_file "model zone after re-creation" "$COR" 0 $((128 * REGION)) "$MODEL" || return
+	expect_dev_matches_file "model zone after re-creation" \
+		"$COR" 0 $((128 * REGION)) "$MODEL" || return
 	READ_SET="$READ_SET 0-127"
 	wait_idle cor || return
 	expect_bitmaps "after reading the model zone"
@@ -293,7 +313,7 @@ wait_write_progress()
 st_suspend_under_fio()
 {
 	local job=$COR_TMP/reload.fio iolog=$COR_TMP/iolog written=$COR_TMP/written
-	local t cycles=0 i rc end out extra missing
+	local t cycles=0 i rc end out extra missing msg
 
 	cat >"$job" <<EOF
 [global]
@@ -357,22 +377,40 @@ EOF
 
 	# what fio wrote verifies again, and nothing else changed
 	sed -i '/^write_iolog=/d' "$job"
-	out=$(timeout -k 10 "$FIO_TIMEOUT" fio "$job" --section=writer --verify_only=1 2>&1) ||
-		{ ktap_diag "$(tail -n 20 <<<"$out")"; fail "fio verify_only after the cycles failed"; return 1; }
-	awk '$(NF - 2) == "write" { for (o = $(NF - 1); o < $(NF - 1) + $NF; o += 4096) print int(o / 4096) }' \
-		"$iolog" | sort -n -u >"$written"
+	if ! out=$(timeout -k 10 "$FIO_TIMEOUT" fio "$job" --section=writer \
+			--verify_only=1 2>&1); then
+		ktap_diag "$(tail -n 20 <<<"$out")"
+		fail "fio verify_only after the cycles failed"
+		return 1
+	fi
+	awk '
+		$(NF - 2) == "write" {
+			for (o = $(NF - 1); o < $(NF - 1) + $NF; o += 4096)
+				print int(o / 4096)
+		}' "$iolog" | sort -n -u >"$written"
 	[ -s "$written" ] || { fail "fio's log has no writes"; return 1; }
 	"$COR_PATTERN" verify "$COR" 1024 1024 "$SEED" --max-report 1000000 2>&1 |
-		sed -n 's/^cor-pattern: .* block \([0-9][0-9]*\) (byte .*/\1/p' | sort -n -u >"$COR_TMP/mismatch"
+		sed -n 's/^cor-pattern: .* block \([0-9][0-9]*\) (byte .*/\1/p' |
+			sort -n -u >"$COR_TMP/mismatch"
 	extra=$(comm -23 "$COR_TMP/mismatch" "$written" | wc -l)
 	missing=$(comm -13 "$COR_TMP/mismatch" "$written" | wc -l)
-	[ "$extra$missing" == 00 ] ||
-		{ fail "fio's zone: $extra blocks fio did not write differ from the origin (first: $(comm -23 "$COR_TMP/mismatch" "$written" | head -n 1)), $missing written blocks read as the origin"; return 1; }
-	out=$("$COR_PATTERN" verify "$COR" 2048 all "$SEED" --quiet 2>&1) ||
-		{ ktap_diag "$out"; fail "fio's read zone or the rest differ from the origin"; return 1; }
-	expect_dev_matches_file "model zone after the cycles" "$COR" 0 $((128 * REGION)) "$MODEL" || return
+	if [ "$extra$missing" != 00 ]; then
+		msg="fio's zone: $extra blocks fio did not write differ from the origin"
+		msg+=" (first: $(comm -23 "$COR_TMP/mismatch" "$written" | head -n 1)),"
+		msg+=" $missing written blocks read as the origin"
+		fail "$msg"
+		return 1
+	fi
+	if ! out=$("$COR_PATTERN" verify "$COR" 2048 all "$SEED" --quiet 2>&1); then
+		ktap_diag "$out"
+		fail "fio's read zone or the rest differ from the origin"
+		return 1
+	fi
+	expect_dev_matches_file "model zone after the cycles" \
+		"$COR" 0 $((128 * REGION)) "$MODEL" || return
 	# every region is hydrated now; dirty: the model's writes and fio's
-	WRITE_SET="$WRITE_SET $(awk -v bpr="$BPR" '{ print int($1 / bpr) }' "$written" | sort -n -u | tr '\n' ' ')"
+	WRITE_SET="$WRITE_SET $(awk -v bpr="$BPR" '{ print int($1 / bpr) }' "$written" |
+		sort -n -u | tr '\n' ' ')"
 	READ_SET="0-$((TOTAL - 1))"
 	wait_idle cor || return
 	expect_bitmaps "after the cycles" || return
@@ -388,21 +426,24 @@ st_random_metadata()
 	sum0=$(dev_sum "$BADMETA")
 	expect_refused "create on random metadata" \
 		"Metadata device is neither zeroed nor valid dm-cor metadata" \
-		dmsetup create "$(dm_name cor3)" --table "$(cor_table "$ORIGIN" "$DEST2" "$BADMETA" "$REGION")" ||
+		dmsetup create "$(dm_name cor3)" \
+		--table "$(cor_table "$ORIGIN" "$DEST2" "$BADMETA" "$REGION")" ||
 		return
 	expect_refused "read-only create on random metadata" \
 		"Metadata device is neither zeroed nor valid dm-cor metadata" \
 		dmsetup create --readonly "$(dm_name cor3)" \
 		--table "$(cor_table "$ORIGIN" "$DEST2" "$BADMETA" "$REGION")" || return
 	dm_exists cor3 && { fail "a refused create left cor3"; return 1; }
-	expect_eq "$(dev_sum "$BADMETA")" "$sum0" "random metadata checksum after the refused creates" ||
+	expect_eq "$(dev_sum "$BADMETA")" "$sum0" \
+		"random metadata checksum after the refused creates" ||
 		return
 	# a reload of the live device onto it is refused too
 	st0=$(cor_status "$NAME")
 	t0=$(dmsetup table "$NAME")
 	expect_refused "reload onto random metadata" \
 		"Metadata device is neither zeroed nor valid dm-cor metadata" \
-		dmsetup load "$NAME" --table "$(table_with "$REGION" "$ORIGIN_SECTORS" "$BADMETA")" || return
+		dmsetup load "$NAME" \
+		--table "$(table_with "$REGION" "$ORIGIN_SECTORS" "$BADMETA")" || return
 	expect_no_inactive "after the refused reload" || return
 	expect_eq "$(cor_status "$NAME")" "$st0" "status after the refused reload" || return
 	expect_eq "$(dmsetup table "$NAME")" "$t0" "table after the refused reload" || return
@@ -412,16 +453,19 @@ st_random_metadata()
 	sum0=$(dev_sum "$BADMETA")
 	expect_refused "create on metadata with one superblock slot zeroed" \
 		"Metadata device is neither zeroed nor valid dm-cor metadata" \
-		dmsetup create "$(dm_name cor3)" --table "$(cor_table "$ORIGIN" "$DEST2" "$BADMETA" "$REGION")" ||
+		dmsetup create "$(dm_name cor3)" \
+		--table "$(cor_table "$ORIGIN" "$DEST2" "$BADMETA" "$REGION")" ||
 		return
 	dm_exists cor3 && { fail "a refused create left cor3"; return 1; }
-	expect_eq "$(dev_sum "$BADMETA")" "$sum0" "metadata checksum after the refused create" || return
+	expect_eq "$(dev_sum "$BADMETA")" "$sum0" \
+		"metadata checksum after the refused create" || return
 	write_io $((100 * REGION + 1)) 3 || return
 	check_span $((100 * REGION)) 1 "region 100 after the refused metadata"
 }
 
 run_subtest "reload of the same table keeps uncommitted bitmaps, counts and data" st_reload_same
-run_subtest "another region size or length is refused, live or at rest; the device keeps working" st_reload_mismatch
+run_subtest "another region size or length is refused, live or at rest; the device keeps working" \
+	st_reload_mismatch
 run_subtest "a second dm device on metadata in use is refused" st_second_device
 run_subtest "remove + re-create keeps bitmaps and counts of writes just issued" st_recreate
 run_subtest "suspend/resume and reloads under fio: fio and the model verify" st_suspend_under_fio

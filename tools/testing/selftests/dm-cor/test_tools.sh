@@ -41,7 +41,8 @@ done
 stamp_origin "$SEED" || cor_bail "cannot stamp the origin"
 TOTAL=$((ORIGIN_SECTORS / REGION))
 DATA=$COR_TMP/data
-"$COR_PATTERN" gen 0 16 $((SEED + 1)) --pattern-version 1 >"$DATA" || cor_bail "cannot build the data"
+"$COR_PATTERN" gen 0 16 $((SEED + 1)) --pattern-version 1 >"$DATA" ||
+	cor_bail "cannot build the data"
 cat >"$COR_TMP/small.xml" <<EOF
 <cor_metadata version="1" region_sectors="$REGION" target_sectors="$ORIGIN_SECTORS">
   <superblock slot="0" generation="1" active_area="0"/>
@@ -147,8 +148,8 @@ st_repair()
 		{ fail "the repaired metadata does not load: $COR_LAST_OUTPUT"; return 1; }
 	# the dirty regions stay, the clean copies are forgotten
 	same_device_state cor3 "10-11" "10-11" || return
-	expect_dev_matches_file "cor3: a forgotten clean region reads the origin" "$(dm_path cor3)" \
-		$((20 * REGION)) "$REGION" "$COR_TMP/read" 0 || return
+	expect_dev_matches_file "cor3: a forgotten clean region reads the origin" \
+		"$(dm_path cor3)" $((20 * REGION)) "$REGION" "$COR_TMP/read" 0 || return
 	cor_remove cor3
 }
 
