@@ -16,7 +16,7 @@ PACKAGES=(
 	# guest kernels + headers for building the module, 6.12 source tree
 	linux-image-amd64 linux-headers-amd64
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 linux-source-6.12
-	build-essential bc sparse perl libdevmapper-dev ccache flex bison libelf-dev
+	build-essential bc sparse perl libdevmapper-dev ccache flex bison libelf-dev unifdef git python3
 	# guest userspace (tests, demo)
 	dmsetup fio util-linux mount bsdextrautils e2fsprogs diffutils gawk
 	coreutils grep sed findutils procps

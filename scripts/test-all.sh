@@ -81,6 +81,19 @@ else
 	record pass "no #if in .c files"
 fi
 
+# The in-tree patch series: checkpatch per patch, then applied to a fresh
+# linux-source-6.12 tree and built there (=m and =y, W=1, sparse)
+if scripts/make-series.sh --check >build/series.log 2>&1; then
+	record pass "patch series: $(grep -c '^0.*: clean$' build/series.log) patches checkpatch --strict clean"
+	if scripts/check-series.sh >build/check-series.log 2>&1; then
+		record pass "patch series applies and builds in tree (DM_COR=m and =y, W=1, sparse)"
+	else
+		record fail "patch series in tree" "$(tail -n 10 build/check-series.log)"
+	fi
+else
+	record fail "patch series" "$(grep -v ': clean$' build/series.log | tail -n 10)"
+fi
+
 if make -s tools >build/tools.log 2>&1; then
 	record pass "tools build"
 	if make -s -C tools/dm-cor check >build/tools-check.log 2>&1; then

@@ -36,7 +36,7 @@ wait_hydrated() {
 	local deadline=$((SECONDS + 300)) st
 	while :; do
 		st=$(dmsetup status bench-cor)
-		[ "$(field "$st" 4 | cut -d/ -f1)" = "$(field "$st" 4 | cut -d/ -f2)" ] && return 0
+		[ "$(field "$st" 7 | cut -d/ -f1)" = "$(field "$st" 7 | cut -d/ -f2)" ] && return 0
 		[ $SECONDS -lt $deadline ] || { echo "not hydrated: $st" >&2; return 1; }
 		sleep 0.2
 	done

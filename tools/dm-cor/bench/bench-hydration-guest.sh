@@ -65,7 +65,7 @@ hydrate() {
 	while :; do
 		timeout 600 dmsetup wait hyd-cor "$ev" >/dev/null
 		ev=$(event_nr hyd-cor)
-		[ "$(field hyd-cor 4 | cut -d/ -f1)" = "$(field hyd-cor 4 | cut -d/ -f2)" ] && break
+		[ "$(field hyd-cor 7 | cut -d/ -f1)" = "$(field hyd-cor 7 | cut -d/ -f2)" ] && break
 		[ "$(counter hyd-cor hydration_active)" = 1 ] || { echo "hydration stopped early" >&2; return 1; }
 	done
 	elapsed "$t0"
@@ -114,17 +114,17 @@ dd if=/dev/mapper/hyd-cor of=/dev/null bs=1M count="$fg_mb" iflag=direct status=
 stopped=() running=() rates=()
 for _ in 1 2; do
 	stopped+=("$(p99 /dev/mapper/hyd-cor)")
-	h0=$(field hyd-cor 4 | cut -d/ -f1)
+	h0=$(field hyd-cor 7 | cut -d/ -f1)
 	t0=$(now)
 	dmsetup message hyd-cor 0 hydration start
 	running+=("$(p99 /dev/mapper/hyd-cor)")
 	dmsetup message hyd-cor 0 hydration stop
-	h1=$(field hyd-cor 4 | cut -d/ -f1)
+	h1=$(field hyd-cor 7 | cut -d/ -f1)
 	rates+=("$(awk -v h=$((h1 - h0)) -v r="$REGION" -v t="$(elapsed "$t0")" 'BEGIN { printf "%.1f", h * r / 2048 / t }')")
 done
-total=$(field hyd-cor 4 | cut -d/ -f2)
+total=$(field hyd-cor 7 | cut -d/ -f2)
 echo "p99 with hydration stopped: ${stopped[*]} us; running: ${running[*]} us"
-echo "hydration rate under the load: ${rates[*]} MiB/s ($(field hyd-cor 4 | cut -d/ -f1)/$total regions hydrated at the end)"
+echo "hydration rate under the load: ${rates[*]} MiB/s ($(field hyd-cor 7 | cut -d/ -f1)/$total regions hydrated at the end)"
 s_max=$(printf '%s\n' "${stopped[@]}" | sort -n | tail -n 1)
 r_max=$(printf '%s\n' "${running[@]}" | sort -n | tail -n 1)
 echo "RESULT foreground_p99_ratio $(ratio "$r_max" "$s_max") (target <= 1.5; worst of each)"
@@ -145,7 +145,7 @@ for region in 8 128; do
 	# a discard of every region marks it hydrated (dirty) without copying
 	blkdiscard /dev/mapper/mem-cor
 	for ((i = 0; i < 600; i++)); do
-		[ "$(field mem-cor 4 | cut -d/ -f1)" = "$(field mem-cor 4 | cut -d/ -f2)" ] && break
+		[ "$(field mem-cor 7 | cut -d/ -f1)" = "$(field mem-cor 7 | cut -d/ -f2)" ] && break
 		sleep 0.1
 	done
 	# the worker releases the hydrated bitmap once it sees every region hydrated
@@ -154,7 +154,7 @@ for region in 8 128; do
 		[ $((m1 - m2)) -gt 1024 ] && break
 		sleep 0.1
 	done
-	echo "$((region / 2)) KiB regions: +$(((m1 - m0) / 1024)) MiB at load, +$(((m2 - m0) / 1024)) MiB once hydrated ($(field mem-cor 4))"
+	echo "$((region / 2)) KiB regions: +$(((m1 - m0) / 1024)) MiB at load, +$(((m2 - m0) / 1024)) MiB once hydrated ($(field mem-cor 7))"
 	echo "RESULT memory_per_tib_$((region / 2))k_regions_mib before $(((m1 - m0) / 1024)) after $(((m2 - m0) / 1024)) (dm-clone: $([ $region = 8 ] && echo 96 || echo 6))"
 	dmsetup remove mem-cor
 done

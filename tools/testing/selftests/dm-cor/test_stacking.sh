@@ -27,8 +27,9 @@ BPR=$((REGION / 8))
 KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 
 flag_support=$(cat /sys/module/dm_cor/parameters/req_write_unchanged 2>/dev/null)
-[ "$flag_support" == Y ] ||
-	ktap_skip_all "kernel has no REQ_WRITE_UNCHANGED (dm_cor.req_write_unchanged=${flag_support:-?}); needs the patch series"
+msg="kernel has no REQ_WRITE_UNCHANGED"
+msg+=" (dm_cor.req_write_unchanged=${flag_support:-?}); needs the patch series"
+[ "$flag_support" == Y ] || ktap_skip_all "$msg"
 modprobe dm-crypt 2>/dev/null
 ktap_plan 2
 
@@ -81,7 +82,8 @@ st_unchanged_copies()
 	# every level shows the right data
 	expect_ok "plaintext through the stack over the lower device" \
 		"$COR_PATTERN" verify "$(dm_path plain1)" 0 all "$SEED" &&
-	expect_eq "$(origin_checksum "$LOWER")" "${COR_ORIGIN_SUMS[$ENC]}" "lower device checksum" &&
+	expect_eq "$(origin_checksum "$LOWER")" "${COR_ORIGIN_SUMS[$ENC]}" \
+		"lower device checksum" &&
 	expect_ok "upper device, all of it" "$COR_PATTERN" verify "$UPPER" 0 all "$SEED" || return
 	ktap_diag "lower: $(cor_status lower)"
 }
@@ -91,14 +93,16 @@ st_user_writes()
 	local data=$COR_TMP/data model=$COR_TMP/model
 
 	"$COR_PATTERN" gen 0 16 $((SEED + 1)) --pattern-version 1 >"$data" &&
-	"$COR_PATTERN" gen 0 $((N / 8)) "$SEED" >"$model" || { fail "cannot build the data"; return 1; }
+	"$COR_PATTERN" gen 0 $((N / 8)) "$SEED" >"$model" ||
+		{ fail "cannot build the data"; return 1; }
 	# a user write to regions 10 (hydrated below) and 200 (not): both DIRTY
 	dd_write "$data" 0 "$UPPER" $((10 * REGION + 8)) 8 &&
 	dd_write "$data" 8 "$UPPER" $((200 * REGION)) 8 || { fail "user writes failed"; return 1; }
 	model_write "$model" "$data" 0 $((10 * REGION + 8)) 8
 	model_write "$model" "$data" 8 $((200 * REGION)) 8
 	sync
-	wait_status lower dirty -ge 2 || { fail "user writes did not make the lower regions dirty"; return 1; }
+	wait_status lower dirty -ge 2 ||
+		{ fail "user writes did not make the lower regions dirty"; return 1; }
 	expect_eq "$(cor_bitmap lower dirty 0 "$TOTAL")" "10 200" "lower dirty bitmap" || return
 	expect_eq "$(cor_bitmap upper dirty 0 "$TOTAL")" "10 200" "upper dirty bitmap" || return
 	expect_dev_matches_file "upper device after the writes" "$UPPER" 0 "$N" "$model"
