@@ -108,11 +108,13 @@ p99() {	# p99 DEV: p99 completion latency (usec) of 4 KiB random reads, qd 1
 	    --percentile_list=99 --minimal |
 		awk -F';' '{ for (i = 1; i <= NF; i++) if ($i ~ /^99\.0+%=/) { split($i, a, "="); print a[2]; exit } }'
 }
-zero_meta
-dmsetup create hyd-cor --table "0 $sectors cor /dev/mapper/hyd-origin /dev/mapper/hyd-dest /dev/mapper/hyd-meta $REGION 4 hydration_threshold 64 hydration_batch_size 32"
-dd if=/dev/mapper/hyd-cor of=/dev/null bs=1M count="$fg_mb" iflag=direct status=none
 stopped=() running=() rates=()
-for _ in 1 2; do
+for _ in 1 2 3; do
+	# a fresh device per round, so that hydration has the whole rest to
+	# do; default tunables
+	zero_meta
+	dmsetup create hyd-cor --table "0 $sectors cor /dev/mapper/hyd-origin /dev/mapper/hyd-dest /dev/mapper/hyd-meta $REGION"
+	dd if=/dev/mapper/hyd-cor of=/dev/null bs=1M count="$fg_mb" iflag=direct status=none
 	stopped+=("$(p99 /dev/mapper/hyd-cor)")
 	h0=$(field hyd-cor 7 | cut -d/ -f1)
 	t0=$(now)
@@ -120,16 +122,17 @@ for _ in 1 2; do
 	running+=("$(p99 /dev/mapper/hyd-cor)")
 	dmsetup message hyd-cor 0 hydration stop
 	h1=$(field hyd-cor 7 | cut -d/ -f1)
+	total=$(field hyd-cor 7 | cut -d/ -f2)
 	rates+=("$(awk -v h=$((h1 - h0)) -v r="$REGION" -v t="$(elapsed "$t0")" 'BEGIN { printf "%.1f", h * r / 2048 / t }')")
+	[ "$h1" -lt "$total" ] || echo "(hydration finished during the round: the rate is a lower bound)"
+	dmsetup remove hyd-cor
 done
-total=$(field hyd-cor 7 | cut -d/ -f2)
 echo "p99 with hydration stopped: ${stopped[*]} us; running: ${running[*]} us"
-echo "hydration rate under the load: ${rates[*]} MiB/s ($(field hyd-cor 7 | cut -d/ -f1)/$total regions hydrated at the end)"
-s_max=$(printf '%s\n' "${stopped[@]}" | sort -n | tail -n 1)
-r_max=$(printf '%s\n' "${running[@]}" | sort -n | tail -n 1)
-echo "RESULT foreground_p99_ratio $(ratio "$r_max" "$s_max") (target <= 1.5; worst of each)"
-echo "RESULT hydration_rate_under_load_mib_s $(printf '%s\n' "${rates[@]}" | sort -n | head -n 1)"
-dmsetup remove hyd-cor
+echo "hydration rate under the load: ${rates[*]} MiB/s"
+s_med=$(printf '%s\n' "${stopped[@]}" | sort -n | sed -n 2p)
+r_med=$(printf '%s\n' "${running[@]}" | sort -n | sed -n 2p)
+echo "RESULT foreground_p99_ratio $(ratio "$r_med" "$s_med") (target <= 1.5; median of 3 rounds each)"
+echo "RESULT hydration_rate_under_load_mib_s $(printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p) (median)"
 
 echo "# 5. in-core memory per TiB of origin"
 dmsetup remove hyd-meta hyd-dest hyd-origin
