@@ -215,8 +215,10 @@ send_bad_all()
 	new=$(klog_new_since "$before" | grep -c ': cor: ')
 	expect_cmp "$new" -ge "$n" "kernel log lines for $n refused messages" || return
 	expect_eq "$(cor_status_line "$name")" "$st0" "status after the refused messages" &&
-	expect_eq "$(dmsetup table "$(dm_name "$name")")" "$t0" "table after the refused messages" &&
-	expect_eq "$(cor_bitmap "$name" hydrated 0 "$TOTAL")" "$h0" "hydrated bitmap after the refused messages"
+	expect_eq "$(dmsetup table "$(dm_name "$name")")" "$t0" \
+		"table after the refused messages" &&
+	expect_eq "$(cor_bitmap "$name" hydrated 0 "$TOTAL")" "$h0" \
+		"hydrated bitmap after the refused messages"
 }
 
 # klog_has SINCE NAME REGEX: a kernel log line about dm device NAME
@@ -243,7 +245,7 @@ META_SNAP=$COR_TMP/meta.snap
 
 st_background()
 {
-	local name e0 pid out st r0 r1 rc t0
+	local name e0 pid out st r0 r1 rc t0 msg
 
 	name=$(dm_name bg)
 	# created without a table, so that the event number is read before
@@ -281,13 +283,16 @@ st_background()
 	wait_done bg 60 || { fail "hydration did not finish"; return 1; }
 	expect_eq "$(cor_status_fields bg hydrated total_regions hydrating dirty mode)" \
 		"$TOTAL $TOTAL 0 0 rw" "hydrated total hydrating dirty mode" || return
-	expect_eq "$(cor_status_fields bg copies_done origin_read_sectors copies_failed origin_read_errors)" \
-		"$TOTAL $N 0 0" "copies_done origin_read_sectors copies_failed origin_read_errors" || return
-	expect_eq "$(cor_status_fields bg hydration_active hydration_stopped_on_error hydration_errors prefetch_queued)" \
-		"0 0 0 0" "hydration_active hydration_stopped_on_error hydration_errors prefetch_queued" || return
+	expect_eq "$(cor_status_fields bg copies_done origin_read_sectors copies_failed \
+		origin_read_errors)" "$TOTAL $N 0 0" \
+		"copies_done origin_read_sectors copies_failed origin_read_errors" || return
+	msg="hydration_active hydration_stopped_on_error hydration_errors prefetch_queued"
+	expect_eq "$(cor_status_fields bg hydration_active hydration_stopped_on_error \
+		hydration_errors prefetch_queued)" "0 0 0 0" "$msg" || return
 	r1=$(dev_read_sectors "$ORIGIN")
 	expect_eq $((r1 - r0)) "$N" "sectors read from the origin (sysfs)" || return
-	expect_eq "$(cor_bitmap bg hydrated 0 "$TOTAL")" "0-$((TOTAL - 1))" "hydrated bitmap" || return
+	expect_eq "$(cor_bitmap bg hydrated 0 "$TOTAL")" "0-$((TOTAL - 1))" \
+		"hydrated bitmap" || return
 	expect_is_origin "destination after background hydration" "$DEST" || return
 	expect_is_origin "cor device after background hydration" "$(dm_path bg)" || return
 	klog_has 0 bg "every region is hydrated" ||
@@ -296,12 +301,12 @@ st_background()
 
 st_completion_committed()
 {
-	local h
+	local h msg
 
 	[ -s "$META_SNAP" ] || { subtest_skip "no metadata copy (subtest 1 failed early)"; return; }
 	slice_create metasnap 2 1M && slice_create destsnap 1 16M || return
-	[ -n "$(tr -d '\0' <"$META_SNAP" | head -c 1)" ] ||
-		ktap_diag "the metadata copy taken at the completion event is all zeroes (never committed)"
+	msg="the metadata copy taken at the completion event is all zeroes (never committed)"
+	[ -n "$(tr -d '\0' <"$META_SNAP" | head -c 1)" ] || ktap_diag "$msg"
 	dd if="$META_SNAP" of="$(dm_path metasnap)" bs=1M oflag=direct status=none ||
 		{ fail "cannot write the metadata copy"; return 1; }
 	cor_create snap "$ORIGIN" "$(dm_path destsnap)" "$(dm_path metasnap)" "$REGION" ||
@@ -311,13 +316,16 @@ st_completion_committed()
 	if [ "$h" != "$TOTAL" ]; then
 		# for the report: what the metadata says now (the periodic
 		# commit has run since)
+		msg="a copy of the metadata taken now (seconds later) holds"
 		zero_dev "$(dm_path metasnap)" &&
-		dd if="$META" of="$(dm_path metasnap)" bs=1M iflag=direct oflag=direct status=none &&
+		dd if="$META" of="$(dm_path metasnap)" bs=1M \
+			iflag=direct oflag=direct status=none &&
 		cor_create snap "$ORIGIN" "$(dm_path destsnap)" "$(dm_path metasnap)" "$REGION" &&
-		ktap_diag "a copy of the metadata taken now (seconds later) holds $(cor_status_field snap hydrated) hydrated regions" &&
+		ktap_diag "$msg $(cor_status_field snap hydrated) hydrated regions" &&
 		cor_remove snap
 	fi
-	expect_eq "$h" "$TOTAL" "hydrated regions in the metadata as committed when the completion event fired"
+	expect_eq "$h" "$TOTAL" \
+		"hydrated regions in the metadata as committed when the completion event fired"
 }
 
 ########################################################################
@@ -337,7 +345,7 @@ hydration begin"
 
 st_start_stop()
 {
-	local h1 h2 s0 i0 s1 i1 s2 i2 s3 i3 c1 c2 o0 pid dev blk
+	local h1 h2 s0 i0 s1 i1 s2 i2 s3 i3 c1 c2 o0 pid dev blk msg
 
 	new_devs ss || return
 	cor_create ss "$ODELAY" "$D_DEST" "$D_META" "$REGION" ||
@@ -383,26 +391,29 @@ st_start_stop()
 	wait_status ss hydrating -eq 0 || return
 	h2=$(cor_status_field ss hydrated)
 	s2=$(dev_read_sectors "$ODELAY") i2=$(dev_read_ios "$ODELAY")
-	ktap_diag "batch 1: $((i1 - i0)) origin reads of $(((s1 - s0) / (i1 > i0 ? i1 - i0 : 1))) sectors;" \
-		"batch 8: $((i2 - i1)) origin reads of $((s2 - s1)) sectors in all"
+	msg="batch 1: $((i1 - i0)) origin reads of $(((s1 - s0) / (i1 > i0 ? i1 - i0 : 1)))"
+	msg+=" sectors;"
+	ktap_diag "$msg" "batch 8: $((i2 - i1)) origin reads of $((s2 - s1)) sectors in all"
 	expect_eq $((h2 - h1)) 8 "regions hydrated by one batch of 8" &&
 	expect_eq $((s2 - s1)) $((8 * REGION)) "origin sectors read by one batch of 8" &&
-	expect_cmp $(((s2 - s1) / (i2 > i1 ? i2 - i1 : 1))) -ge $((2 * REGION)) "average origin read with batch 8 (sectors)" || return
+	expect_cmp $(((s2 - s1) / (i2 > i1 ? i2 - i1 : 1))) -ge $((2 * REGION)) \
+		"average origin read with batch 8 (sectors)" || return
 
 	# threshold 8, batch 2, idle: 4 copies of 2 regions in flight
 	tunables ss 8 2 || return
 	freeze odelay || return
+	msg="idle, threshold 8, batch 2: not 8 regions in flight"
 	expect_ok "hydration start" cor_message ss hydration start &&
 	wait_status ss hydrating -eq 8 && stays ss hydrating 8 500 ||
-		{ thaw odelay; fail "idle, threshold 8, batch 2: not 8 regions in flight"; return 1; }
+		{ thaw odelay; fail "$msg"; return 1; }
 	expect_ok "hydration stop" cor_message ss hydration stop
 	thaw odelay || return
 	[ ${#SUBTEST_ERRORS[@]} -eq 0 ] || return 1
 	wait_status ss hydrating -eq 0 || return
 	expect_field ss hydrated $((h2 + 8)) || return
 	s3=$(dev_read_sectors "$ODELAY") i3=$(dev_read_ios "$ODELAY")
-	expect_eq "$((s3 - s2)) $((i3 - i2))" "$((8 * REGION)) 4" "origin sectors and reads of 4 batches of 2" ||
-		return
+	expect_eq "$((s3 - s2)) $((i3 - i2))" "$((8 * REGION)) 4" \
+		"origin sectors and reads of 4 batches of 2" || return
 
 	# yield: while a user read is in flight, one batch (2 regions) only
 	freeze odelay || return
@@ -414,14 +425,16 @@ st_start_stop()
 	BG_PIDS+=("$pid")
 	wait_status ss origin_read_sectors -ge $((o0 + 8)) ||
 		{ thaw odelay; fail "the user read did not reach the origin"; return 1; }
+	msg="user read in flight, batch 2: not exactly 2 regions in flight"
 	expect_ok "hydration start" cor_message ss hydration start &&
 	wait_status ss hydrating -ge 2 && stays ss hydrating 2 1000 ||
-		{ thaw odelay; fail "user read in flight, batch 2: not exactly 2 regions in flight"; return 1; }
+		{ thaw odelay; fail "$msg"; return 1; }
 	thaw odelay || return
 	wait "$pid"
 	expect_eq "$(cat "$COR_TMP/yread.rc" 2>/dev/null)" 0 "user read exit status" || return
 	dd if="$ORIGIN" of="$COR_TMP/yread.o" bs=4096 skip="$blk" count=1 iflag=direct status=none
-	cmp -s "$COR_TMP/yread" "$COR_TMP/yread.o" || { fail "user read returned wrong data"; return 1; }
+	cmp -s "$COR_TMP/yread" "$COR_TMP/yread.o" ||
+		{ fail "user read returned wrong data"; return 1; }
 
 	# and to the end
 	c1=$(cor_status_field ss copies_done)
@@ -459,8 +472,12 @@ check_order()
 		{ h[$1] = 1; if (!($1 in inseq) && !($1 in isdone)) extra = extra " " $1 }
 		END {
 			for (k = 0; k < n && (seq[k + 1] in h); k++) ;
-			for (i = k + 1; i <= n; i++)
-				if (seq[i] in h) { print "out of order: " seq[i] " hydrated, " seq[k + 1] " not"; exit 1 }
+			for (i = k + 1; i <= n; i++) {
+				if (!(seq[i] in h))
+					continue
+				print "out of order: " seq[i] " hydrated, " seq[k + 1] " not"
+				exit 1
+			}
 			if (k < n && extra != "") { print "scan before prefetch:" extra; exit 1 }
 			print k
 		}'
@@ -469,7 +486,7 @@ check_order()
 st_prefetch()
 {
 	local a_start a_len want out seq="$COR_TMP/seq" st samples=0 mid=0 q
-	local bad t0 h0 dev
+	local bad t0 h0 dev msg
 
 	new_devs pf || return
 	cor_create pf "$OSLOW" "$D_DEST" "$D_META" "$REGION" ||
@@ -487,16 +504,21 @@ st_prefetch()
 		{ thaw oslow; fail "prefetch did not start a copy"; return 1; }
 	# one region in flight (threshold 1), 7 still queued
 	expect_eq "$(cor_status_fields pf prefetch_queued hydrating hydration_active hydrated)" \
-		"7 1 0 0" "prefetch_queued hydrating hydration_active hydrated while the origin is suspended"
+		"7 1 0 0" \
+		"prefetch_queued hydrating hydration_active hydrated while the origin is suspended"
 	thaw oslow || return
 	[ ${#SUBTEST_ERRORS[@]} -eq 0 ] || return 1
 	wait_status pf prefetch_queued -eq 0 && wait_status pf hydrating -eq 0 ||
 		{ fail "prefetch did not finish"; return 1; }
-	expect_eq "$(cor_bitmap pf hydrated 0 "$TOTAL")" "$want" "hydrated bitmap after prefetch" || return
-	expect_eq "$(cor_status_fields pf hydrated copies_done origin_read_sectors copies_failed hydration_active)" \
-		"8 8 $((8 * REGION)) 0 0" "hydrated copies_done origin_read_sectors copies_failed hydration_active" || return
-	expect_devs_equal "destination regions 10-13" "$D_DEST" "$ORIGIN" $((10 * REGION)) $((4 * REGION)) &&
-	expect_devs_equal "destination regions 40-43" "$D_DEST" "$ORIGIN" $((40 * REGION)) $((4 * REGION)) || return
+	expect_eq "$(cor_bitmap pf hydrated 0 "$TOTAL")" "$want" \
+		"hydrated bitmap after prefetch" || return
+	expect_eq "$(cor_status_fields pf hydrated copies_done origin_read_sectors copies_failed \
+		hydration_active)" "8 8 $((8 * REGION)) 0 0" \
+		"hydrated copies_done origin_read_sectors copies_failed hydration_active" || return
+	expect_devs_equal "destination regions 10-13" \
+		"$D_DEST" "$ORIGIN" $((10 * REGION)) $((4 * REGION)) &&
+	expect_devs_equal "destination regions 40-43" \
+		"$D_DEST" "$ORIGIN" $((40 * REGION)) $((4 * REGION)) || return
 	stays pf "hydrated hydrating" "8 0" 500 || return
 
 	# B: ranges in the order queued (300-305, then 200-205), before the
@@ -504,7 +526,8 @@ st_prefetch()
 	{ seq 300 305; seq 200 205; } >"$seq"
 	freeze oslow || return
 	expect_ok "prefetch 300-305" cor_message pf prefetch $((300 * REGION)) $((6 * REGION)) &&
-	expect_ok "prefetch 200-205" cor_message pf prefetch $((200 * REGION + 1)) $((6 * REGION - 1)) &&
+	expect_ok "prefetch 200-205" \
+		cor_message pf prefetch $((200 * REGION + 1)) $((6 * REGION - 1)) &&
 	expect_ok "hydration start" cor_message pf hydration start &&
 	wait_status pf hydrating -eq 1 ||
 		{ thaw oslow; fail "prefetch did not start a copy"; return 1; }
@@ -516,22 +539,30 @@ st_prefetch()
 	while :; do
 		q=$(cor_status_field pf prefetch_queued)
 		st=$(cor_bitmap pf hydrated 0 "$TOTAL")
-		out=$(check_order "$st" "$seq" "$(ranges_expand "$want" | tr '\n' ' ')") ||
-			{ fail "sample $samples: $out (hydrated: $st)"; cor_message pf hydration stop; return 1; }
+		if ! out=$(check_order "$st" "$seq" "$(ranges_expand "$want" | tr '\n' ' ')"); then
+			fail "sample $samples: $out (hydrated: $st)"
+			cor_message pf hydration stop
+			return 1
+		fi
 		samples=$((samples + 1))
 		[ "$out" -gt 0 ] && [ "$out" -lt 12 ] && mid=$((mid + 1))
 		[ "$out" -eq 12 ] && [ "$q" -eq 0 ] && break
-		[ $((SECONDS - t0)) -lt 30 ] || { fail "prefetch of 12 regions did not finish in 30s"; break; }
+		[ $((SECONDS - t0)) -lt 30 ] ||
+			{ fail "prefetch of 12 regions did not finish in 30s"; break; }
 		sleep 0.1
 	done
 	expect_ok "hydration stop" cor_message pf hydration stop || return
 	wait_status pf hydrating -eq 0 || return
 	st=$(cor_bitmap pf hydrated 0 "$TOTAL")
 	out=$(check_order "$st" "$seq" "") || { fail "$out"; return 1; }
-	ktap_diag "$samples samples, $mid in the middle of the prefetched ranges; hydrated at the end: $st"
+	msg="$samples samples, $mid in the middle of the prefetched ranges;"
+	msg+=" hydrated at the end: $st"
+	ktap_diag "$msg"
 	expect_eq "$out" 12 "prefetched regions hydrated" || return
-	expect_devs_equal "destination regions 300-305" "$D_DEST" "$ORIGIN" $((300 * REGION)) $((6 * REGION)) &&
-	expect_devs_equal "destination regions 200-205" "$D_DEST" "$ORIGIN" $((200 * REGION)) $((6 * REGION)) || return
+	expect_devs_equal "destination regions 300-305" \
+		"$D_DEST" "$ORIGIN" $((300 * REGION)) $((6 * REGION)) &&
+	expect_devs_equal "destination regions 200-205" \
+		"$D_DEST" "$ORIGIN" $((200 * REGION)) $((6 * REGION)) || return
 
 	# C: bad ranges refused, nothing changes; the last sector is fine
 	bad="prefetch
@@ -547,11 +578,13 @@ prefetch 8 18446744073709551615"
 	send_bad_all pf "$bad" || return
 	expect_field pf prefetch_queued 0 || return
 	h0=$(cor_status_field pf hydrated)
-	expect_eq "$(cor_bitmap pf hydrated $((TOTAL - 1)) 1)" "" "(test) last region not hydrated yet" || return
+	expect_eq "$(cor_bitmap pf hydrated $((TOTAL - 1)) 1)" "" \
+		"(test) last region not hydrated yet" || return
 	expect_ok "prefetch of the last sector" cor_message pf prefetch $((N - 1)) 1 || return
 	wait_status pf hydrated -ge $((h0 + 1)) && wait_status pf hydrating -eq 0 ||
 		{ fail "prefetch of the last sector did not hydrate"; return 1; }
-	expect_eq "$(cor_bitmap pf hydrated $((TOTAL - 1)) 1)" "$((TOTAL - 1))" "last region after its prefetch" &&
+	expect_eq "$(cor_bitmap pf hydrated $((TOTAL - 1)) 1)" "$((TOTAL - 1))" \
+		"last region after its prefetch" &&
 	expect_field pf hydrated $((h0 + 1)) || return
 
 	cor_remove pf
@@ -562,7 +595,7 @@ prefetch 8 18446744073709551615"
 
 st_prefetch_limit()
 {
-	local name out i t0 ms budget=${COR_HYD_MSG_BUDGET:-40}
+	local name out i t0 ms msg budget=${COR_HYD_MSG_BUDGET:-40}
 
 	# what 1025 dmsetup calls cost here
 	t0=$(now_ms)
@@ -571,11 +604,14 @@ st_prefetch_limit()
 	done
 	ms=$(($(now_ms) - t0))
 	if [ -z "$COR_HYD_SLOW" ] && [ $((ms * 1025 / 8000)) -gt "$budget" ]; then
-		subtest_skip "1025 dmsetup calls would take ~$((ms * 1025 / 8000))s here (COR_HYD_SLOW=1 runs it)"
+		msg="1025 dmsetup calls would take ~$((ms * 1025 / 8000))s here"
+		msg+=" (COR_HYD_SLOW=1 runs it)"
+		subtest_skip "$msg"
 		return
 	fi
 	new_devs pl || return
-	cor_create pl "$ORIGIN" "$D_DEST" "$D_META" "$REGION" hydration_threshold 8 hydration_batch_size 4 ||
+	cor_create pl "$ORIGIN" "$D_DEST" "$D_META" "$REGION" \
+		hydration_threshold 8 hydration_batch_size 4 ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
 	name=$(dm_name pl)
 	# suspended, the device takes nothing from the queue
@@ -583,7 +619,8 @@ st_prefetch_limit()
 	# range i: one sector of region i mod TOTAL, so each region twice
 	t0=$(now_ms)
 	for ((i = 0; i < 1024; i++)); do
-		out=$(dmsetup message "$name" 0 prefetch $((i % TOTAL * REGION + i % REGION)) 1 2>&1) ||
+		out=$(dmsetup message "$name" 0 prefetch \
+			$((i % TOTAL * REGION + i % REGION)) 1 2>&1) ||
 			{ fail "prefetch number $((i + 1)) refused: $out"; break; }
 	done
 	ktap_diag "1024 prefetch messages in $(($(now_ms) - t0)) ms"
@@ -592,7 +629,8 @@ st_prefetch_limit()
 		if out=$(dmsetup message "$name" 0 prefetch 0 8 2>&1); then
 			fail "prefetch number 1025 accepted"
 		else
-			grep -qi busy <<<"$out" || fail "prefetch number 1025 failed, but not with EBUSY: $out"
+			grep -qi busy <<<"$out" ||
+				fail "prefetch number 1025 failed, but not with EBUSY: $out"
 		fi
 		expect_eq "$(cor_status_fields pl prefetch_queued hydrated hydrating)" "1024 0 0" \
 			"prefetch_queued hydrated hydrating while suspended"
@@ -601,8 +639,9 @@ st_prefetch_limit()
 	[ ${#SUBTEST_ERRORS[@]} -eq 0 ] || return 1
 	wait_status pl prefetch_queued -eq 0 60 && wait_status pl hydrating -eq 0 ||
 		{ fail "the queued ranges were not consumed"; return 1; }
-	expect_eq "$(cor_status_fields pl hydrated copies_done copies_failed hydration_active mode)" \
-		"$TOTAL $TOTAL 0 0 rw" "hydrated copies_done copies_failed hydration_active mode" || return
+	expect_eq "$(cor_status_fields pl hydrated copies_done copies_failed hydration_active \
+		mode)" "$TOTAL $TOTAL 0 0 rw" \
+		"hydrated copies_done copies_failed hydration_active mode" || return
 	expect_is_origin "destination" "$D_DEST" || return
 	cor_remove pl
 }
@@ -623,7 +662,8 @@ run_fio()
 	rc=$?
 	ktap_diag "$(grep -E '^ *(read|write|READ|WRITE):' <<<"$out")"
 	if [ $rc -ne 0 ]; then
-		ktap_diag "$(grep -v '^ *lat\|clat\|slat\|percentiles\|^ *|' <<<"$out" | tail -n 30)"
+		ktap_diag "$(grep -v '^ *lat\|clat\|slat\|percentiles\|^ *|' <<<"$out" |
+			tail -n 30)"
 		[ $rc -eq 124 ] && fail "$what: fio did not finish in ${FIO_TIMEOUT}s"
 		fail "$what: fio exited $rc"
 		return 1
@@ -632,10 +672,11 @@ run_fio()
 
 st_fio()
 {
-	local dev h0 a0 h1 a1 n extra missing want t0
+	local dev h0 a0 h1 a1 n extra missing want t0 msg
 
 	new_devs fh || return
-	cor_create fh "$ODELAY" "$D_DEST" "$D_META" "$REGION" hydration_threshold 4 hydration_batch_size 2 ||
+	cor_create fh "$ODELAY" "$D_DEST" "$D_META" "$REGION" \
+		hydration_threshold 4 hydration_batch_size 2 ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
 	dev=$(dm_path fh)
 	cat >"$FIO_JOB" <<EOF
@@ -661,11 +702,16 @@ EOF
 	t0=$SECONDS
 	run_fio "fio randrw during hydration" --write_iolog="$FIO_LOG" || return
 	read -r h1 a1 <<<"$(cor_status_fields fh hydrated hydration_active)"
-	ktap_diag "fio ran $((SECONDS - t0))s; hydrated/active: $h0/$a0 at its start, $h1/$a1 at its end"
+	msg="fio ran $((SECONDS - t0))s; hydrated/active: $h0/$a0 at its start,"
+	msg+=" $h1/$a1 at its end"
+	ktap_diag "$msg"
 	expect_eq "$a0" 1 "hydration_active when fio started" &&
 	expect_cmp "$h0" -lt $((TOTAL / 2)) "(test) regions hydrated when fio started" || return
-	awk '$(NF - 2) == "write" { for (o = $(NF - 1); o < $(NF - 1) + $NF; o += 4096) print int(o / 4096) }' \
-		"$FIO_LOG" | sort -n -u >"$WRITTEN"
+	awk '
+		$(NF - 2) == "write" {
+			for (o = $(NF - 1); o < $(NF - 1) + $NF; o += 4096)
+				print int(o / 4096)
+		}' "$FIO_LOG" | sort -n -u >"$WRITTEN"
 	n=$(wc -l <"$WRITTEN")
 	expect_cmp "$n" -gt 0 "blocks written by fio" || return
 	wait_done fh 90 || { fail "hydration did not finish after fio"; return 1; }
@@ -675,17 +721,26 @@ EOF
 	run_fio "fio verify_only after hydration" --verify_only=1 || return
 	# ...and every other block is the origin's
 	"$COR_PATTERN" verify "$dev" 0 all "$SEED" --max-report 1000000 2>&1 |
-		sed -n 's/^cor-pattern: .* block \([0-9][0-9]*\) (byte .*/\1/p' | sort -n -u >"$COR_TMP/mismatch"
+		sed -n 's/^cor-pattern: .* block \([0-9][0-9]*\) (byte .*/\1/p' |
+		sort -n -u >"$COR_TMP/mismatch"
 	extra=$(comm -23 "$COR_TMP/mismatch" "$WRITTEN" | wc -l)
 	missing=$(comm -13 "$COR_TMP/mismatch" "$WRITTEN" | wc -l)
 	if [ "$extra" -ne 0 ] || [ "$missing" -ne 0 ]; then
-		ktap_diag "not written by fio, not the origin: $(comm -23 "$COR_TMP/mismatch" "$WRITTEN" | head -n 5 | tr '\n' ' ')"
-		ktap_diag "written by fio, reads as the origin: $(comm -13 "$COR_TMP/mismatch" "$WRITTEN" | head -n 5 | tr '\n' ' ')"
-		fail "$extra blocks fio did not write differ from the origin, $missing written blocks read as the origin"
+		msg="not written by fio, not the origin: "
+		msg+="$(comm -23 "$COR_TMP/mismatch" "$WRITTEN" | head -n 5 | tr '\n' ' ')"
+		ktap_diag "$msg"
+		msg="written by fio, reads as the origin: "
+		msg+="$(comm -13 "$COR_TMP/mismatch" "$WRITTEN" | head -n 5 | tr '\n' ' ')"
+		ktap_diag "$msg"
+		msg="$extra blocks fio did not write differ from the origin,"
+		msg+=" $missing written blocks read as the origin"
+		fail "$msg"
 		return 1
 	fi
-	want=$(ranges_normalize "$(awk -v bpr="$BPR" '{ print int($1 / bpr) }' "$WRITTEN" | sort -n -u | tr '\n' ' ')")
-	expect_eq "$(cor_bitmap fh dirty 0 "$TOTAL")" "$want" "dirty bitmap vs the regions fio wrote" || return
+	want=$(ranges_normalize "$(awk -v bpr="$BPR" '{ print int($1 / bpr) }' "$WRITTEN" |
+		sort -n -u | tr '\n' ' ')")
+	expect_eq "$(cor_bitmap fh dirty 0 "$TOTAL")" "$want" \
+		"dirty bitmap vs the regions fio wrote" || return
 	ktap_diag "fio wrote $n blocks in $(ranges_count "$want") regions"
 	cor_remove fh
 }
@@ -724,13 +779,15 @@ st_suspend_reload()
 	out=$(dmsetup resume "$(dm_name sr)" 2>&1) || { fail "resume: $out"; return 1; }
 	[ ${#SUBTEST_ERRORS[@]} -eq 0 ] || return 1
 	expect_cmp "$hs" -lt "$TOTAL" "(test) regions hydrated at the suspend" || return
-	wait_status sr hydrated -ge $((hs + 32)) 30 || { fail "no progress after resume"; return 1; }
+	wait_status sr hydrated -ge $((hs + 32)) 30 ||
+		{ fail "no progress after resume"; return 1; }
 	expect_field sr hydration_active 1 || return
 	# reload mid-hydration (started by a message): carries on
 	reload sr || return
 	expect_cmp "$RELOAD_HYDRATED" -lt "$TOTAL" "(test) regions hydrated at the reload" || return
 	expect_field sr hydration_active 1 || return
-	wait_status sr hydrated -ge $((RELOAD_HYDRATED + 32)) 30 || { fail "no progress after the reload"; return 1; }
+	wait_status sr hydrated -ge $((RELOAD_HYDRATED + 32)) 30 ||
+		{ fail "no progress after the reload"; return 1; }
 	# a stopped device stays stopped across a reload
 	expect_ok "hydration stop" cor_message sr hydration stop || return
 	wait_status sr hydrating -eq 0 || return
@@ -757,15 +814,19 @@ EBAD=200			# the region the error segment covers
 # of fe are 250, 500, 1000, 2000 ms apart at least (the retry delays)
 check_backoff()
 {
-	local ts gaps
+	local ts gaps msg
 
 	ts=$(klog_new_since "$1" | grep "cor: $(dm_majmin fe): .*regions $EBAD-$EBAD failed" |
 		sed -n 's/^\[ *\([0-9][0-9]*\.[0-9]*\)\].*/\1/p')
 	if [ "$(wc -w <<<"$ts")" -ne 5 ]; then
-		ktap_diag "backoff not timed: $(wc -w <<<"$ts") timestamped log lines of failed attempts (rate-limited?)"
+		msg="backoff not timed: $(wc -w <<<"$ts") timestamped log lines of failed attempts"
+		msg+=" (rate-limited?)"
+		ktap_diag "$msg"
 		return 0
 	fi
-	gaps=$(awk 'NR > 1 { printf "%s%d", (NR > 2 ? " " : ""), ($1 - last) * 1000 + 0.5 } { last = $1 }' <<<"$ts")
+	gaps=$(awk '
+		NR > 1 { printf "%s%d", (NR > 2 ? " " : ""), ($1 - last) * 1000 + 0.5 }
+		{ last = $1 }' <<<"$ts")
 	ktap_diag "ms between the failed attempts: $gaps"
 	awk -v g="$gaps" 'BEGIN {
 		split(g, a, " "); want = 250
@@ -775,13 +836,14 @@ check_backoff()
 
 st_origin_errors()
 {
-	local dev e0 e1 k0 t1 t2 f out
+	local dev e0 e1 k0 t1 t2 f out msg
 
 	new_devs fe || return
+	msg="cannot create the origin with an error segment"
 	dm_create_lines eorigin "0 $((EBAD * REGION)) linear $ORIGIN 0
 $((EBAD * REGION)) $REGION error
 $(((EBAD + 1) * REGION)) $((N - (EBAD + 1) * REGION)) linear $ORIGIN $(((EBAD + 1) * REGION))" ||
-		{ fail "cannot create the origin with an error segment: $COR_LAST_OUTPUT"; return 1; }
+		{ fail "$msg: $COR_LAST_OUTPUT"; return 1; }
 	cor_create fe "$(dm_path eorigin)" "$D_DEST" "$D_META" "$REGION" ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
 	dev=$(dm_path fe)
@@ -796,23 +858,30 @@ $(((EBAD + 1) * REGION)) $((N - (EBAD + 1) * REGION)) linear $ORIGIN $(((EBAD + 
 	ktap_diag "first failure seen to stop seen: $((t2 - t1)) ms (backoff 250+500+1000+2000 ms)"
 	# 5 attempts, 4 backoffs in between: from the kernel log's timestamps
 	check_backoff "$k0" || return
-	expect_eq "$(cor_status_fields fe hydration_active hydration_stopped_on_error hydration_errors prefetch_queued hydrating mode)" \
-		"0 1 1 0 0 rw" "hydration_active stopped_on_error hydration_errors prefetch_queued hydrating mode" || return
+	msg="hydration_active stopped_on_error hydration_errors prefetch_queued hydrating mode"
+	expect_eq "$(cor_status_fields fe hydration_active hydration_stopped_on_error \
+		hydration_errors prefetch_queued hydrating mode)" "0 1 1 0 0 rw" "$msg" || return
 	expect_eq "$(cor_status_fields fe copies_failed origin_read_errors)" "5 5" \
 		"copies_failed origin_read_errors (5 attempts)" || return
-	expect_eq "$(cor_bitmap fe hydrated 0 "$TOTAL")" "0-$((EBAD - 1))" "hydrated bitmap" || return
+	expect_eq "$(cor_bitmap fe hydrated 0 "$TOTAL")" "0-$((EBAD - 1))" \
+		"hydrated bitmap" || return
 	e1=$(event_nr fe)
 	expect_cmp "$e1" -gt "$e0" "dm event number after hydration stopped" || return
-	klog_has "$k0" fe "stop|gave up|giving up" ||
-		{ ktap_diag "$(klog_new_since "$k0" | grep ': cor: ' | tail -n 5)"; fail "no kernel log line saying that hydration stopped"; return 1; }
+	if ! klog_has "$k0" fe "stop|gave up|giving up"; then
+		ktap_diag "$(klog_new_since "$k0" | grep ': cor: ' | tail -n 5)"
+		fail "no kernel log line saying that hydration stopped"
+		return 1
+	fi
 	# no silent retry: nothing moves for longer than the next backoff
 	stays fe "copies_failed hydrated hydration_active" "5 $EBAD 0" 4500 || return
 	# the device works: good regions read, the bad one fails
 	out=$("$COR_PATTERN" verify "$dev" 0 $((EBAD * BPR)) "$SEED" --quiet 2>&1) ||
 		{ fail "regions before the bad one: $out"; return 1; }
-	out=$("$COR_PATTERN" verify "$dev" $(((EBAD + 1) * BPR)) $((4 * BPR)) "$SEED" --quiet 2>&1) ||
+	out=$("$COR_PATTERN" verify "$dev" $(((EBAD + 1) * BPR)) $((4 * BPR)) "$SEED" \
+		--quiet 2>&1) ||
 		{ fail "regions after the bad one: $out"; return 1; }
-	expect_io_error "read of region $EBAD" dd_read "$dev" $((EBAD * REGION)) 8 "$COR_TMP/r" || return
+	expect_io_error "read of region $EBAD" \
+		dd_read "$dev" $((EBAD * REGION)) 8 "$COR_TMP/r" || return
 	wait_status fe hydrating -eq 0 || return
 
 	# a prefetch clears stopped_on_error and tries again; it gives up the
@@ -820,16 +889,21 @@ $(((EBAD + 1) * REGION)) $((N - (EBAD + 1) * REGION)) linear $ORIGIN $(((EBAD + 
 	e0=$(event_nr fe)
 	k0=$(klog_count)
 	f=$(cor_status_field fe copies_failed)
-	expect_ok "prefetch of region $EBAD" cor_message fe prefetch $((EBAD * REGION)) "$REGION" || return
+	expect_ok "prefetch of region $EBAD" \
+		cor_message fe prefetch $((EBAD * REGION)) "$REGION" || return
 	expect_eq "$(cor_status_fields fe hydration_stopped_on_error hydration_active)" "0 0" \
 		"stopped_on_error hydration_active after the prefetch" || return
 	wait_status fe hydration_stopped_on_error -eq 1 20 ||
 		{ fail "prefetch of the bad region did not give up"; return 1; }
-	expect_eq "$(cor_status_fields fe hydration_active hydration_errors prefetch_queued copies_failed)" \
-		"0 2 0 $((f + 5))" "hydration_active hydration_errors prefetch_queued copies_failed after the prefetch gave up" || return
+	msg="hydration_active hydration_errors prefetch_queued copies_failed"
+	msg+=" after the prefetch gave up"
+	expect_eq "$(cor_status_fields fe hydration_active hydration_errors prefetch_queued \
+		copies_failed)" "0 2 0 $((f + 5))" "$msg" || return
 	expect_cmp "$(event_nr fe)" -gt "$e0" "dm event number after the prefetch gave up" || return
-	klog_has "$k0" fe "stop|gave up|giving up" ||
-		{ ktap_diag "$(klog_new_since "$k0" | grep ': cor: ' | tail -n 5)"; fail "no kernel log line saying that the prefetch gave up"; }
+	if ! klog_has "$k0" fe "stop|gave up|giving up"; then
+		ktap_diag "$(klog_new_since "$k0" | grep ': cor: ' | tail -n 5)"
+		fail "no kernel log line saying that the prefetch gave up"
+	fi
 
 	# repaired origin: "hydration start" completes
 	dm_reload eorigin "0 $N linear $ORIGIN 0" || return
@@ -837,8 +911,9 @@ $(((EBAD + 1) * REGION)) $((N - (EBAD + 1) * REGION)) linear $ORIGIN $(((EBAD + 
 	expect_ok "hydration start" cor_message fe hydration start || return
 	expect_field fe hydration_stopped_on_error 0 || return
 	wait_done fe 60 || { fail "hydration did not finish after the repair"; return 1; }
-	expect_eq "$(cor_status_fields fe hydrated hydration_stopped_on_error hydration_errors copies_failed mode)" \
-		"$TOTAL 0 2 $f rw" "hydrated stopped_on_error hydration_errors copies_failed mode" || return
+	expect_eq "$(cor_status_fields fe hydrated hydration_stopped_on_error hydration_errors \
+		copies_failed mode)" "$TOTAL 0 2 $f rw" \
+		"hydrated stopped_on_error hydration_errors copies_failed mode" || return
 	expect_is_origin "destination" "$D_DEST" &&
 	expect_is_origin "cor device" "$dev" || return
 	cor_remove fe
@@ -857,13 +932,24 @@ hyd_subtest()
 	run_subtest "$@"
 }
 
-hyd_subtest 1 "background_hydration: each region copied once, dmsetup wait returns at completion, destination == origin" st_background
+msg="background_hydration: each region copied once, dmsetup wait returns at completion,"
+msg+=" destination == origin"
+hyd_subtest 1 "$msg" st_background
 hyd_subtest 2 "completion is committed before its event" st_completion_committed
-hyd_subtest 3 "hydration stop/start, threshold and batch size: regions in flight, origin I/O size, yield to user I/O, bad values" st_start_stop
-hyd_subtest 4 "prefetch: exactly the covering regions, in queue order, before the scan; bad ranges" st_prefetch
-hyd_subtest 5 "prefetch: at most 1024 ranges queued, EBUSY beyond; a region queued twice copied once" st_prefetch_limit
+msg="hydration stop/start, threshold and batch size: regions in flight, origin I/O size,"
+msg+=" yield to user I/O, bad values"
+hyd_subtest 3 "$msg" st_start_stop
+msg="prefetch: exactly the covering regions, in queue order, before the scan;"
+msg+=" bad ranges"
+hyd_subtest 4 "$msg" st_prefetch
+msg="prefetch: at most 1024 ranges queued, EBUSY beyond;"
+msg+=" a region queued twice copied once"
+hyd_subtest 5 "$msg" st_prefetch_limit
 hyd_subtest 6 "fio randrw with crc32c verify during hydration loses nothing" st_fio
-hyd_subtest 7 "suspend/resume and reload mid-hydration: hydration continues, data correct" st_suspend_reload
-hyd_subtest 8 "origin errors: backoff, stop after 5 attempts, event, log; prefetch retries; repair and complete" st_origin_errors
+hyd_subtest 7 "suspend/resume and reload mid-hydration: hydration continues, data correct" \
+	st_suspend_reload
+msg="origin errors: backoff, stop after 5 attempts, event, log; prefetch retries;"
+msg+=" repair and complete"
+hyd_subtest 8 "$msg" st_origin_errors
 
 cor_test_done
