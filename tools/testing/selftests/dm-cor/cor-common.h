@@ -39,9 +39,6 @@
 #include <linux/fs.h>
 #include <linux/types.h>
 
-/* The kernel's __printf(): format checking of printf-like functions */
-#define __printf(a, b)	__attribute__((format(printf, a, b)))
-
 /* "CORPAT1\0" read as a little-endian u64 */
 #define COR_PATTERN_MAGIC	0x0031544150524f43ULL
 #define COR_HDR_SIZE		40
@@ -250,7 +247,7 @@ static inline void cor_describe_partial(const __u8 *got, size_t len, char *out, 
 
 /* ------------------------------------------------------------------- I/O */
 
-static noreturn void die(const char *fmt, ...) __printf(1, 2);
+static noreturn void die(const char *fmt, ...);
 
 static const char *prog_name = "cor-helper";
 

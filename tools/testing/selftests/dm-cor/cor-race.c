@@ -97,7 +97,7 @@ static double elapsed(void)
 	       (double)(t.tv_nsec - t_start.tv_nsec) / 1e9;
 }
 
-static void violation(const char *fmt, ...) __printf(1, 2);
+static void violation(const char *fmt, ...);
 
 static void violation(const char *fmt, ...)
 {

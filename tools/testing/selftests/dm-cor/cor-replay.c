@@ -151,7 +151,7 @@ static __u64 take_ticket(void)
 	return atomic_fetch_add(&ticket, 1);
 }
 
-static __printf(1, 2) void fail_run(const char *fmt, ...)
+static void fail_run(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -978,7 +978,7 @@ static void tag_str(__s64 t, char *out, size_t n)
 		snprintf(out, n, "version %lld", (long long)t);
 }
 
-static __printf(2, 3) void violation(const struct point *pt, const char *fmt, ...)
+static void violation(const struct point *pt, const char *fmt, ...)
 {
 	va_list ap;
 
