@@ -189,7 +189,7 @@ struct cor {
 	unsigned long hydration_failed_region;	/* first region of the last failure */
 	unsigned long hydration_retry_at;	/* jiffies: no copy before */
 	atomic_t hydration_regions;		/* regions being hydrated */
-	atomic_t user_ios;			/* user I/O in flight, counted while hydrating */
+	atomic_t user_ios;			/* user reads and writes in flight */
 
 	mempool_t op_pool;
 	struct bio_set discard_bs;
@@ -1385,12 +1385,8 @@ static int cor_map(struct dm_target *ti, struct bio *bio)
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
 	case REQ_OP_WRITE:
-		/* Only hydration looks at the count: spare the others the atomic */
-		if (test_bit(COR_HYDRATION_ACTIVE, &cor->flags) ||
-		    READ_ONCE(cor->prefetch_regions)) {
-			ctx->flags |= COR_BIO_USER_IO;
-			atomic_inc(&cor->user_ios);
-		}
+		ctx->flags |= COR_BIO_USER_IO;
+		atomic_inc(&cor->user_ios);
 		if (bio_unchanged(bio))
 			atomic64_inc(&cor->unchanged_writes);
 		return map_data_bio(cor, bio);
