@@ -84,6 +84,11 @@ cd /
 read -r up _ </proc/uptime
 log "command exited with $rc at ${up}s"
 
+# Debug kernels (kmemleak built in): report leaks now that the command is done.
+if [[ -e /sys/kernel/debug/kmemleak && ${DMCOR_VM_KMEMLEAK_SCAN:-1} != 0 ]]; then
+	bash /dm-cor/scripts/debug-kernel-check.sh --scan
+fi
+
 # Stop leftovers (they could hold the console open or keep writing).
 kill -TERM -1 2>/dev/null
 kill -KILL -1 2>/dev/null

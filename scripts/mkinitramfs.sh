@@ -3,6 +3,7 @@
 #
 # Usage: scripts/mkinitramfs.sh --kver KVER --out FILE [--cache-dir DIR]
 #            [--module PATH/dm-cor.ko] [--extra DIR] [--base-only]
+#            [--mod-root DIR]
 #
 # The result is three concatenated newc cpio archives (the kernel unpacks
 # them in order, later entries win):
@@ -12,10 +13,14 @@
 #     kmod, e2fsprogs, procps, ... and their shared libraries.
 #  2. base-modules-KVER (cached in DIR/base-modules-KVER-HASH/): the kernel
 #     modules the tests need with dependencies, decompressed, depmod'ed.
+#     They come from /lib/modules/KVER, or DIR/lib/modules/KVER with
+#     --mod-root DIR (a kernel built by scripts/build-debug-kernel.sh, where
+#     most of them are built in).
 #  3. a small per-run archive: /init (scripts/guest-init.sh), the repo's
 #     tools/testing/selftests/dm-cor/ and tools/dm-cor/ under /dm-cor/,
-#     /dm-cor/scripts/demo-guest.sh, the optional module installed as
-#     /lib/modules/KVER/extra/dm-cor.ko (with a fresh depmod), and the
+#     /dm-cor/scripts/{demo-guest,debug-kernel-check}.sh, the optional
+#     module installed as /lib/modules/KVER/extra/dm-cor.ko (with a fresh
+#     depmod), and the
 #     contents of --extra DIR (vm-run.sh puts the command and env there).
 # Per-run paths must be canonical (usr/lib/..., never lib/...): an entry for
 # a directory "lib" would replace the /lib -> usr/lib symlink.
@@ -41,7 +46,7 @@ MODULES=(dm-mod dm-bufio dm-persistent-data dm-flakey dm-delay dm-log-writes
 	ext4 xfs crc32c_generic crc32c-intel libcrc32c crc32c
 	configfs)
 
-kver='' out='' cache_dir="$REPO/build/vm" module='' extra='' base_only=0
+kver='' out='' cache_dir="$REPO/build/vm" module='' extra='' base_only=0 modroot=''
 while (($#)); do
 	case $1 in
 		--kver) kver=${2:?}; shift 2 ;;
@@ -50,13 +55,21 @@ while (($#)); do
 		--module) module=${2:?}; shift 2 ;;
 		--extra) extra=${2:?}; shift 2 ;;
 		--base-only) base_only=1; shift ;;
-		-h|--help) sed -n '2,24p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+		--mod-root) modroot=$(readlink -f "${2:?}"); shift 2 ;;
+		-h|--help) sed -n '2,26p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
 		*) die "unknown argument '$1' (try --help)" ;;
 	esac
 done
 [[ -n $kver ]] || die "--kver is required"
 ((base_only)) || [[ -n $out ]] || die "--out is required"
-[[ -d /lib/modules/$kver/kernel ]] || die "no modules for kernel $kver in /lib/modules/$kver"
+if [[ -n $modroot ]]; then
+	[[ -f $modroot/lib/modules/$kver/modules.builtin ]] ||
+		die "no modules.builtin in $modroot/lib/modules/$kver"
+else
+	[[ -d /lib/modules/$kver/kernel ]] || die "no modules for kernel $kver in /lib/modules/$kver"
+fi
+# modprobe -S KVER with the --mod-root tree as its root
+modprobe_k() { modprobe ${modroot:+-d "$modroot"} -S "$kver" "$@"; }
 for t in cpio depmod modprobe ldd ldconfig xz busybox; do
 	command -v "$t" >/dev/null || die "'$t' not found; run scripts/install-deps.sh"
 done
@@ -188,7 +201,7 @@ build_user() {
 # need, decompressed and depmod'ed (ROOT/lib -> usr/lib for depmod -b).
 build_modules() {
 	local root=$1 f m rel n=0
-	local src=/lib/modules/$kver dst=$root/usr/lib/modules/$kver
+	local src=$modroot/lib/modules/$kver dst=$root/usr/lib/modules/$kver
 	mkdir -p "$dst"
 	ln -s usr/lib "$root/lib"
 	for f in modules.builtin modules.builtin.modinfo modules.order; do
@@ -198,9 +211,9 @@ build_modules() {
 	while read -r f; do
 		f=${f##*/}; f=${f%%.ko*}
 		names+=("$f")
-	done < <(find "$src/kernel/drivers/md" -name '*.ko*')
+	done < <([[ ! -d $src/kernel/drivers/md ]] || find "$src/kernel/drivers/md" -name '*.ko*')
 	for m in "${names[@]}"; do
-		if ! modprobe -S "$kver" --show-depends "$m" >"$root/.deps" 2>/dev/null; then
+		if ! modprobe_k --show-depends "$m" >"$root/.deps" 2>/dev/null; then
 			log "note: no module '$m' for $kver"
 			continue
 		fi
@@ -218,7 +231,7 @@ build_modules() {
 	done
 	# builtin ones (e.g. virtio_pci on 6.12) print "builtin X" and are fine
 	for m in dm-mod virtio_blk ext4 loop; do
-		modprobe -S "$kver" --show-depends "$m" >/dev/null 2>&1 ||
+		modprobe_k --show-depends "$m" >/dev/null 2>&1 ||
 			die "module $m not found for $kver"
 	done
 	rm -f "$root/.deps"
@@ -259,7 +272,7 @@ self_hash=$(sha256sum "$SELF" | cut -c1-64)
 user_key=$( { echo "$self_hash"; pkg_versions; } | sha256sum | cut -c1-16)
 mod_key=$( {
 	echo "$self_hash"
-	stat -c %Y "/lib/modules/$kver/modules.dep"
+	stat -c %Y "$modroot/lib/modules/$kver/modules.dep"
 } | sha256sum | cut -c1-16)
 user=$(cached_cpio base-user "$user_key" build_user)
 mods=$(cached_cpio "base-modules-$kver" "$mod_key" build_modules usr)
@@ -276,8 +289,9 @@ trap 'rm -rf "$run"' EXIT
 r=$run/root
 mkdir -p "$r/dm-cor/scripts"
 install -m 755 "$REPO/scripts/guest-init.sh" "$r/init"
-[[ -f $REPO/scripts/demo-guest.sh ]] &&
-	install -m 755 "$REPO/scripts/demo-guest.sh" "$r/dm-cor/scripts/"
+for f in demo-guest.sh debug-kernel-check.sh; do
+	[[ -f $REPO/scripts/$f ]] && install -m 755 "$REPO/scripts/$f" "$r/dm-cor/scripts/"
+done
 for d in tools/testing/selftests/dm-cor tools/dm-cor; do
 	if [[ -d $REPO/$d ]]; then
 		mkdir -p "$r/dm-cor/$(dirname "$d")"

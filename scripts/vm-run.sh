@@ -2,8 +2,17 @@
 # Run a command inside a QEMU VM booting one of the host's Debian kernels.
 #
 # Usage: scripts/vm-run.sh --kernel 6.1|6.12|<uname -r> [options] [--] CMD [ARG...]
+#        scripts/vm-run.sh --kernel-image DIR [options] [--] CMD [ARG...]
 #   --kernel K       6.1 / 6.12 = newest /boot/vmlinuz-6.1.* / 6.12.*, or an
-#                    exact uname -r (required)
+#                    exact uname -r (this or --kernel-image is required)
+#   --kernel-image DIR  boot the debug kernel that scripts/build-debug-kernel.sh
+#                    built in DIR (the path it prints): DIR/vmlinux (PVH) or
+#                    DIR/bzImage, modules from DIR/modroot; --module must be
+#                    built against DIR/src. After the run, the log is checked
+#                    with scripts/debug-kernel-check.sh: any KASAN, lockdep,
+#                    kmemleak or atomic-sleep report makes the exit status 1
+#                    (when the command itself passed)
+#   --no-check-reports  skip that check
 #   --module KO      install KO as /lib/modules/KVER/extra/dm-cor.ko (not loaded;
 #                    tests run `modprobe dm-cor`); its vermagic must match KVER
 #   --out DIR        run directory (default build/vm/<kver>-run; use one per
@@ -44,12 +53,15 @@ log() { echo "vm-run: $*" >&2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SELF"; }
 
 kernel='' module='' out='' timeout_s=2400 mem=2048 smp=2 disk_size=1G
+kimage='' check_reports=1
 append='' accel=auto cpu='' print_kver=0 keep_disks=0
 ndisks=4
 envs=()
 while (($#)); do
 	case $1 in
 		--kernel) kernel=${2:?--kernel needs a value}; shift 2 ;;
+		--kernel-image) kimage=${2:?--kernel-image needs a directory}; shift 2 ;;
+		--no-check-reports) check_reports=0; shift ;;
 		--module) module=${2:?--module needs a path}; shift 2 ;;
 		--out) out=${2:?--out needs a directory}; shift 2 ;;
 		--timeout) timeout_s=${2:?}; shift 2 ;;
@@ -68,7 +80,8 @@ while (($#)); do
 		*) break ;;
 	esac
 done
-[[ -n $kernel ]] || die "--kernel is required (6.1, 6.12 or a full uname -r)"
+[[ -n $kernel || -n $kimage ]] || die "--kernel is required (6.1, 6.12 or a full uname -r)"
+[[ -z $kernel || -z $kimage ]] || die "--kernel and --kernel-image exclude each other"
 [[ $timeout_s =~ ^[0-9]+$ && $timeout_s -gt 0 ]] || die "--timeout must be a positive integer"
 [[ $mem =~ ^[0-9]+$ ]] || die "--mem must be an integer (MB)"
 [[ $smp =~ ^[0-9]+$ ]] || die "--smp must be an integer"
@@ -86,15 +99,27 @@ resolve_kernel() {
 	[[ -n $f ]] || die "no kernel matching '$k' in /boot (have: $(cd /boot && echo vmlinuz-*))"
 	echo "$f"
 }
-kver=$(resolve_kernel "$kernel")
-vmlinuz=/boot/vmlinuz-$kver
+modroot=''
+if [[ -n $kimage ]]; then
+	[[ -f $kimage ]] && kimage=$(dirname "$kimage")
+	kimage=$(readlink -f "$kimage")
+	[[ -f $kimage/kernel.release && -f $kimage/bzImage ]] ||
+		die "--kernel-image $kimage: no kernel.release/bzImage (run scripts/build-debug-kernel.sh)"
+	kver=$(cat "$kimage/kernel.release")
+	vmlinuz=$kimage/bzImage
+	modroot=$kimage/modroot
+else
+	check_reports=0
+	kver=$(resolve_kernel "$kernel")
+	vmlinuz=/boot/vmlinuz-$kver
+fi
 if ((print_kver)); then
 	echo "$kver"
 	exit 0
 fi
 (($#)) || die "no guest command given (usage: vm-run.sh --kernel K [opts] -- CMD...)"
 [[ -r $vmlinuz ]] || die "cannot read $vmlinuz"
-[[ -d /lib/modules/$kver ]] || die "no /lib/modules/$kver for $vmlinuz"
+[[ -d $modroot/lib/modules/$kver ]] || die "no $modroot/lib/modules/$kver for $vmlinuz"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing; run scripts/install-deps.sh"
 
 if [[ -n $module ]]; then
@@ -133,7 +158,9 @@ pvh_image() {
 	return 1
 }
 boot_image=$vmlinuz
-if [[ -z ${DMCOR_VM_NO_PVH:-} ]] && img=$(pvh_image); then
+if [[ -n $kimage ]]; then
+	[[ -n ${DMCOR_VM_NO_PVH:-} ]] || boot_image=$kimage/vmlinux
+elif [[ -z ${DMCOR_VM_NO_PVH:-} ]] && img=$(pvh_image); then
 	boot_image=$img
 fi
 
@@ -172,6 +199,7 @@ mkdir -p "$out/.extra/dm-cor/.run"
 t_start=$EPOCHREALTIME
 mkargs=(--kver "$kver" --out "$out/initramfs.cpio" --cache-dir "$REPO/build/vm" --extra "$out/.extra")
 [[ -n $module ]] && mkargs+=(--module "$module")
+[[ -n $modroot ]] && mkargs+=(--mod-root "$modroot")
 "$REPO/scripts/mkinitramfs.sh" "${mkargs[@]}" || die "building the initramfs failed"
 
 disks=()
@@ -264,8 +292,13 @@ if [[ -n $interrupted ]]; then
 	exit 130
 fi
 if [[ -n $rc ]]; then
+	if ((check_reports)) && ! "$REPO/scripts/debug-kernel-check.sh" "$out" >&2; then
+		log "debug-kernel reports found (see above and $out/dmesg.txt)"
+		((rc)) || rc=1
+	fi
 	exit "$rc"
 fi
+((check_reports)) && { "$REPO/scripts/debug-kernel-check.sh" "$out" >&2 || true; }
 
 if ((qrc == 124 || qrc == 137)); then
 	why="timed out after ${timeout_s}s (hang?)"
