@@ -18,5 +18,10 @@ esac
 scripts/install-deps.sh
 kver=$(scripts/vm-run.sh --kernel "$k" --print-kver)
 make -s KVER="$kver"
+# BENCH_* variables (sizes, rounds, tunable sets) reach the guest scripts
+envs=()
+while IFS='=' read -r name _; do
+	[[ $name =~ ^BENCH_[A-Za-z0-9_]*$ ]] && envs+=(--env "$name=${!name}")
+done < <(env)
 scripts/vm-run.sh --kernel "$kver" --module "build/$kver/dm-cor.ko" --out "build/vm/$kver-bench" \
-	--mem 3072 -- "$guest" </dev/null
+	--mem 3072 "${envs[@]}" -- "$guest" </dev/null

@@ -38,10 +38,40 @@
 #define MAX_REGION_SECTORS		BIT(21)	/* 1 GiB */
 
 #define MIN_REGION_OPS			256	/* size of the region op mempool */
-#define DEFAULT_HYDRATION_THRESHOLD	1
-#define DEFAULT_HYDRATION_BATCH_SIZE	1
 #define MAX_HYDRATION_THRESHOLD		4096
 #define MAX_HYDRATION_BATCH_SIZE	4096
+
+/*
+ * Default tunables: batches of 1 MiB (one region if regions are larger),
+ * four batches in flight.  A raw copy with large direct I/O runs at full
+ * speed at that size; smaller batches pay a round trip per region.
+ */
+#define DEFAULT_HYDRATION_BATCH_SECTORS	BIT(11)	/* 1 MiB */
+#define DEFAULT_HYDRATION_BATCHES	4
+
+/*
+ * Hydration batches of up to HYDRATION_MAX_BATCH_PAGES are copied through
+ * the target's own pages, one origin read and one destination write, as a
+ * raw copy does; at most HYDRATION_MAX_PAGES per device.  Larger batches,
+ * or a batch finding no memory, go through dm-kcopyd, which splits every
+ * job into 64 KiB sub-jobs and so reaches less of a raw copy's throughput.
+ */
+#define HYDRATION_MAX_BATCH_PAGES	(4 * BIO_MAX_VECS)	/* 4 MiB */
+#define HYDRATION_MAX_PAGES		8192			/* 32 MiB */
+
+/*
+ * The yield rule.  The device is busy while a user read or write is in
+ * flight or completed less than HYDRATION_IDLE_WINDOW ago.  While it is
+ * busy, hydration keeps one batch in flight and, after each batch, waits
+ * HYDRATION_BUSY_GAP times as long as that batch took (at most
+ * HYDRATION_MAX_BUSY_WAIT): it takes about 1/(HYDRATION_BUSY_GAP + 1) of
+ * the devices' time, so it keeps moving under any load without slowing
+ * the load down.  When the device is idle it keeps hydration_threshold
+ * regions in flight.
+ */
+#define HYDRATION_IDLE_WINDOW		max(HZ / 100, 1)
+#define HYDRATION_BUSY_GAP		256
+#define HYDRATION_MAX_BUSY_WAIT		(5 * HZ)
 
 /*
  * Cold reads of regions up to this size go through the target's own pages
@@ -119,13 +149,24 @@ struct cold_read {
 	struct page *pages[];
 };
 
-/* One background hydration copy: contiguous regions, each held by an op */
+/*
+ * One background hydration copy: contiguous regions, each held by an op.
+ * With @nr_pages, the target's own bios read the batch into @pages, then
+ * write them to the destination; without, dm-kcopyd copies it.
+ */
 struct hydration_batch {
 	struct cor *cor;
 	struct list_head ops;		/* linked by op->copy_entry */
 	unsigned long first;
 	unsigned long nr;
 	bool prefetch;			/* taken from the prefetch queue */
+	bool writing;			/* the reads are done, the writes issued */
+	u64 start_ns;			/* when the copy was issued */
+	struct list_head done_entry;	/* on cor->hydration_done */
+	atomic_t pending;		/* bios of the current phase in flight */
+	blk_status_t status;		/* of the current phase */
+	unsigned int nr_pages;
+	struct page *pages[];
 };
 
 /* Regions [next, end) that a prefetch message asked to copy first */
@@ -155,10 +196,10 @@ struct cor {
 	unsigned long flags;		/* enum cor_flag bits */
 
 	/*
-	 * Protects the op hash table, the deferred bio lists, the copy queue
-	 * and the prefetch queue, and orders op creation against marking
-	 * regions hydrated (a region is marked and its op removed in one
-	 * critical section).
+	 * Protects the op hash table, the deferred bio lists, the copy queue,
+	 * the hydration_done list and the prefetch queue, and orders op
+	 * creation against marking regions hydrated (a region is marked and
+	 * its op removed in one critical section).
 	 */
 	spinlock_t lock;
 	struct hlist_head op_table[1 << OP_HASH_BITS];
@@ -167,12 +208,14 @@ struct cor {
 	struct bio_list deferred_flushes;	/* empty REQ_PREFLUSH bios */
 	struct bio_list deferred_completions;	/* FUA writes awaiting a commit */
 	struct list_head copy_queue;		/* ops whose copy is to be issued */
+	struct list_head hydration_done;	/* batches whose bios all ended */
 	struct list_head prefetch_queue;	/* struct prefetch_range, in order */
 	unsigned int nr_prefetch_ranges;
 	unsigned long prefetch_regions;		/* regions left in the queue */
 
 	atomic_t nr_ops;			/* ops alive */
 	atomic_t cold_read_pages;		/* pages held by cold reads */
+	atomic_t hydration_pages;		/* pages held by hydration batches */
 	atomic_t nr_copies;			/* copies in flight */
 	wait_queue_head_t ops_drained;
 
@@ -187,17 +230,22 @@ struct cor {
 	unsigned long hydration_offset;		/* next region to look at */
 	unsigned int hydration_failures;	/* consecutive failed attempts */
 	unsigned long hydration_failed_region;	/* first region of the last failure */
+	unsigned long hydration_single_until;	/* copy one region at a time below */
 	unsigned long hydration_retry_at;	/* jiffies: no copy before */
 	atomic_t hydration_regions;		/* regions being hydrated */
 	atomic_t user_ios;			/* user reads and writes in flight */
+	unsigned long last_user_io;		/* jiffies: a user bio last ended */
+	unsigned long hydration_busy_next;	/* jiffies: next batch while busy */
 
 	mempool_t op_pool;
 	struct bio_set discard_bs;
 	struct bio_set cold_read_bs;
+	struct bio_set hydration_bs;
 	struct dm_kcopyd_client *kcopyd;
 	struct workqueue_struct *wq;
 	struct work_struct worker;
 	struct delayed_work waker;
+	struct delayed_work hydration_waker;	/* backoff and yield waits */
 
 	/* Counters reported by status */
 	atomic64_t origin_read_sectors;
@@ -977,6 +1025,25 @@ static void process_discard(struct cor *cor, struct bio *bio)
 
 /* Background hydration */
 
+/* Run the worker again in @delay jiffies (unless suspended) */
+static void wake_hydration_later(struct cor *cor, unsigned long delay)
+{
+	if (!test_bit(COR_SUSPENDED, &cor->flags))
+		mod_delayed_work(cor->wq, &cor->hydration_waker, delay);
+}
+
+static void do_hydration_waker(struct work_struct *work)
+{
+	wake_worker(container_of(to_delayed_work(work), struct cor, hydration_waker));
+}
+
+/* See HYDRATION_IDLE_WINDOW */
+static bool device_busy(struct cor *cor)
+{
+	return atomic_read(&cor->user_ios) ||
+	       time_before(jiffies, READ_ONCE(cor->last_user_io) + HYDRATION_IDLE_WINDOW);
+}
+
 static void stop_hydration(struct cor *cor, const char *why)
 {
 	if (!test_and_clear_bit(COR_HYDRATION_ACTIVE, &cor->flags))
@@ -1015,6 +1082,8 @@ static void clear_prefetch_queue(struct cor *cor)
 /*
  * A failed batch is retried, after a backoff, from its first region: the
  * scan goes back there, a prefetched range goes back to the queue's head.
+ * Its regions are then copied one at a time, so that a bad region stops
+ * hydration only once the good regions around it are copied.
  */
 static void hydration_batch_failed(struct cor *cor, struct hydration_batch *batch)
 {
@@ -1025,6 +1094,8 @@ static void hydration_batch_failed(struct cor *cor, struct hydration_batch *batc
 
 	WRITE_ONCE(cor->hydration_failures, failures);
 	WRITE_ONCE(cor->hydration_failed_region, batch->first);
+	/* Retried region by region, so that only a failing region is left */
+	WRITE_ONCE(cor->hydration_single_until, batch->first + batch->nr);
 	WRITE_ONCE(cor->hydration_retry_at, jiffies + delay);
 	if (batch->prefetch) {
 		pr = kmalloc(sizeof(*pr), GFP_NOIO);
@@ -1038,20 +1109,39 @@ static void hydration_batch_failed(struct cor *cor, struct hydration_batch *batc
 	} else {
 		WRITE_ONCE(cor->hydration_offset, batch->first);
 	}
-	if (!test_bit(COR_SUSPENDED, &cor->flags))
-		mod_delayed_work(cor->wq, &cor->waker, delay);
+	wake_hydration_later(cor, delay);
 }
 
+static void free_hydration_batch(struct cor *cor, struct hydration_batch *batch)
+{
+	unsigned int i;
+
+	for (i = 0; i < batch->nr_pages; i++)
+		__free_page(batch->pages[i]);
+	atomic_sub(batch->nr_pages, &cor->hydration_pages);
+	kfree(batch);
+}
+
+/* Also the dm-kcopyd callback; runs in process context */
 static void hydration_batch_complete(int read_err, unsigned long write_err, void *context)
 {
 	struct hydration_batch *batch = context;
 	struct cor *cor = batch->cor;
 	bool ok = !read_err && !write_err;
 	struct region_op *op, *tmp;
+	unsigned long wait, r;
+
+	/* The yield rule's wait while the device is busy */
+	wait = nsecs_to_jiffies((ktime_get_ns() - batch->start_ns) * HYDRATION_BUSY_GAP);
+	WRITE_ONCE(cor->hydration_busy_next,
+		   jiffies + clamp(wait, 1UL, (unsigned long)HYDRATION_MAX_BUSY_WAIT));
 
 	if (ok) {
 		atomic64_add(batch->nr, &cor->copies_done);
-		WRITE_ONCE(cor->hydration_failures, 0);
+		/* Failures count per region: only its copy resets them */
+		r = READ_ONCE(cor->hydration_failed_region);
+		if (r >= batch->first && r < batch->first + batch->nr)
+			WRITE_ONCE(cor->hydration_failures, 0);
 	} else {
 		atomic64_add(batch->nr, &cor->copies_failed);
 		if (read_err)
@@ -1069,7 +1159,105 @@ static void hydration_batch_complete(int read_err, unsigned long write_err, void
 		list_del_init(&op->copy_entry);
 		release_op(cor, op, ok, false, BLK_STS_OK);
 	}
-	kfree(batch);
+	free_hydration_batch(cor, batch);
+}
+
+static void hydration_bio_endio(struct bio *bio)
+{
+	struct hydration_batch *batch = bio->bi_private;
+	struct cor *cor = batch->cor;
+	unsigned long flags;
+
+	if (bio->bi_status)
+		WRITE_ONCE(batch->status, bio->bi_status);
+	bio_put(bio);
+	if (!atomic_dec_and_test(&batch->pending))
+		return;
+
+	/* The next phase, or the completion, runs in the worker */
+	spin_lock_irqsave(&cor->lock, flags);
+	list_add_tail(&batch->done_entry, &cor->hydration_done);
+	spin_unlock_irqrestore(&cor->lock, flags);
+	wake_worker(cor);
+}
+
+/* Read the batch from the origin into its pages, or write them to the destination */
+static void submit_hydration_bios(struct cor *cor, struct hydration_batch *batch,
+				  struct block_device *bdev, blk_opf_t opf)
+{
+	sector_t sector = region_to_sector(cor, batch->first);
+	unsigned int left = (min(region_to_sector(cor, batch->first + batch->nr), cor->ti->len) -
+			     sector) << SECTOR_SHIFT;
+	unsigned int i = 0, n, len;
+	struct bio *bio;
+
+	batch->status = BLK_STS_OK;
+	atomic_set(&batch->pending, DIV_ROUND_UP(batch->nr_pages, BIO_MAX_VECS));
+	while (i < batch->nr_pages) {
+		n = min_t(unsigned int, batch->nr_pages - i, BIO_MAX_VECS);
+		/* From the worker, which may wait for the bioset's reserve */
+		bio = bio_alloc_bioset(bdev, n, opf, GFP_NOIO, &cor->hydration_bs);
+		bio->bi_iter.bi_sector = sector;
+		bio->bi_end_io = hydration_bio_endio;
+		bio->bi_private = batch;
+		for (; n; n--, i++, left -= len) {
+			len = min_t(unsigned int, left, PAGE_SIZE);
+			__bio_add_page(bio, batch->pages[i], len, 0);
+		}
+		sector += bio_sectors(bio);
+		submit_bio_noacct(bio);
+	}
+}
+
+/* Batches whose reads or writes all ended: write them, or complete them */
+static void process_hydration_batches(struct cor *cor)
+{
+	struct hydration_batch *batch, *tmp;
+	LIST_HEAD(batches);
+
+	spin_lock_irq(&cor->lock);
+	list_splice_init(&cor->hydration_done, &batches);
+	spin_unlock_irq(&cor->lock);
+
+	list_for_each_entry_safe(batch, tmp, &batches, done_entry) {
+		list_del(&batch->done_entry);
+		if (!batch->writing && !batch->status) {
+			batch->writing = true;
+			submit_hydration_bios(cor, batch, cor->dest_dev->bdev,
+					      REQ_OP_WRITE | COR_REQ_WRITE_UNCHANGED);
+			continue;
+		}
+		hydration_batch_complete(!batch->writing, batch->writing && batch->status,
+					 batch);
+	}
+}
+
+/*
+ * Pages for a batch of @nr_sectors; false (nothing held) when the batch is
+ * too large or memory is short: dm-kcopyd copies it then.
+ */
+static bool alloc_hydration_pages(struct cor *cor, struct hydration_batch *batch,
+				  sector_t nr_sectors)
+{
+	unsigned int nr_pages = DIV_ROUND_UP(nr_sectors << SECTOR_SHIFT, PAGE_SIZE);
+
+	if (nr_sectors > (HYDRATION_MAX_BATCH_PAGES << (PAGE_SHIFT - SECTOR_SHIFT)))
+		return false;
+	if (atomic_add_return(nr_pages, &cor->hydration_pages) > HYDRATION_MAX_PAGES) {
+		atomic_sub(nr_pages, &cor->hydration_pages);
+		return false;
+	}
+	for (batch->nr_pages = 0; batch->nr_pages < nr_pages; batch->nr_pages++) {
+		batch->pages[batch->nr_pages] = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
+		if (!batch->pages[batch->nr_pages])
+			break;
+	}
+	if (batch->nr_pages == nr_pages)
+		return true;
+	while (batch->nr_pages)
+		__free_page(batch->pages[--batch->nr_pages]);
+	atomic_sub(nr_pages, &cor->hydration_pages);
+	return false;
 }
 
 /*
@@ -1144,17 +1332,25 @@ static bool start_hydration_batch(struct cor *cor, unsigned long max)
 	struct dm_io_region from, to;
 	unsigned long region, end, r;
 	struct region_op *op;
+	unsigned int max_pages;
 	bool prefetch;
 
 	if (!next_hydration_region(cor, &region, &end, &prefetch))
 		return false;
+	if (region < READ_ONCE(cor->hydration_single_until))
+		max = 1;
+	else if (!prefetch)
+		WRITE_ONCE(cor->hydration_single_until, 0);
 
-	batch = kmalloc(sizeof(*batch), GFP_NOIO);
+	/* Room for the pages of the largest batch that uses them */
+	max_pages = min_t(sector_t, (sector_t)max << cor->region_shift,
+			  HYDRATION_MAX_BATCH_PAGES << (PAGE_SHIFT - SECTOR_SHIFT)) >>
+		    (PAGE_SHIFT - SECTOR_SHIFT);
+	batch = kzalloc(struct_size(batch, pages, max_pages), GFP_NOIO);
 	if (!batch)
 		return false;
 	batch->cor = cor;
 	batch->first = region;
-	batch->nr = 0;
 	batch->prefetch = prefetch;
 	INIT_LIST_HEAD(&batch->ops);
 
@@ -1193,21 +1389,25 @@ static bool start_hydration_batch(struct cor *cor, unsigned long max)
 	to = from;
 	to.bdev = cor->dest_dev->bdev;
 	atomic64_add(from.count, &cor->origin_read_sectors);
-	dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, COR_KCOPYD_WRITE_UNCHANGED,
-		       hydration_batch_complete, batch);
+	batch->start_ns = ktime_get_ns();
+	if (alloc_hydration_pages(cor, batch, from.count))
+		submit_hydration_bios(cor, batch, from.bdev, REQ_OP_READ);
+	else
+		dm_kcopyd_copy(cor->kcopyd, &from, 1, &to, COR_KCOPYD_WRITE_UNCHANGED,
+			       hydration_batch_complete, batch);
 	return true;
 }
 
 /*
- * Keep regions in flight for prefetch and background hydration.  User I/O
- * keeps priority without starving the copy: while any user read or write is
- * in flight, hydration keeps a single batch in flight (so it still moves
- * at one batch per round trip); when the device is idle it keeps up to
- * hydration_threshold regions in flight.
+ * Keep regions in flight for prefetch and background hydration, by the
+ * yield rule (see HYDRATION_BUSY_GAP): up to hydration_threshold regions
+ * while the device is idle; while it is busy, one batch at a time, spaced
+ * out so that user I/O keeps priority without starving the copy.
  */
 static void do_hydration(struct cor *cor)
 {
 	unsigned int threshold, batch_size, in_flight, limit;
+	unsigned long next;
 	unsigned int failures;
 
 	for (;;) {
@@ -1217,6 +1417,12 @@ static void do_hydration(struct cor *cor)
 		if (test_bit(COR_SUSPENDED, &cor->flags) || get_mode(cor) != COR_MODE_RW)
 			return;
 		failures = READ_ONCE(cor->hydration_failures);
+		if (failures && dm_cor_region_hydrated(cor->cmd,
+						       READ_ONCE(cor->hydration_failed_region))) {
+			/* Copied some other way (a read, a write) */
+			WRITE_ONCE(cor->hydration_failures, 0);
+			failures = 0;
+		}
 		if (failures >= HYDRATION_MAX_ATTEMPTS) {
 			/* Background hydration and prefetch both give up */
 			DMERR("%s: hydration gave up: region %lu failed to copy %u times",
@@ -1230,13 +1436,28 @@ static void do_hydration(struct cor *cor)
 			set_bit(COR_EVENT_PENDING, &cor->flags);
 			return;
 		}
-		if (failures && time_before(jiffies, READ_ONCE(cor->hydration_retry_at)))
-			return;	/* the waker is due at the retry time */
+		next = READ_ONCE(cor->hydration_retry_at);
+		if (failures && time_before(jiffies, next)) {
+			wake_hydration_later(cor, next - jiffies);
+			return;
+		}
 
 		threshold = READ_ONCE(cor->hydration_threshold);
 		batch_size = READ_ONCE(cor->hydration_batch_size);
 		in_flight = atomic_read(&cor->hydration_regions);
-		limit = atomic_read(&cor->user_ios) ? min(threshold, batch_size) : threshold;
+		limit = threshold;
+		if (device_busy(cor)) {
+			/* A batch's end wakes the worker; else check again soon */
+			if (in_flight)
+				return;
+			next = READ_ONCE(cor->hydration_busy_next);
+			if (time_before(jiffies, next)) {
+				wake_hydration_later(cor, min_t(unsigned long, next - jiffies,
+								HYDRATION_IDLE_WINDOW));
+				return;
+			}
+			limit = min(threshold, batch_size);
+		}
 		if (in_flight >= limit || (failures && in_flight))
 			return;
 		if (!start_hydration_batch(cor, min(batch_size, limit - in_flight)))
@@ -1332,6 +1553,7 @@ static void do_worker(struct work_struct *work)
 {
 	struct cor *cor = container_of(work, struct cor, worker);
 
+	process_hydration_batches(cor);
 	process_copy_queue(cor);
 	process_deferred_bios(cor);
 	process_copy_queue(cor);
@@ -1403,17 +1625,21 @@ static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 	struct cor *cor = ti->private;
 	struct cor_bio_ctx *ctx = bio_ctx(bio);
 	struct region_op *op = ctx->op;
-	unsigned long flags;
+	unsigned long flags, now;
 
 	if (ctx->flags & COR_BIO_COMMITTED)
 		return DM_ENDIO_DONE;
 
 	if (ctx->flags & COR_BIO_USER_IO) {
 		ctx->flags &= ~COR_BIO_USER_IO;
-		if (atomic_dec_and_test(&cor->user_ios) &&
-		    (test_bit(COR_HYDRATION_ACTIVE, &cor->flags) ||
-		     READ_ONCE(cor->prefetch_regions)))
-			wake_worker(cor);	/* idle: hydration may speed up */
+		/*
+		 * The yield rule; a waiting worker checks again by itself.
+		 * One store per tick at most: the cache line stays shared.
+		 */
+		now = jiffies;
+		atomic_dec(&cor->user_ios);
+		if (READ_ONCE(cor->last_user_io) != now)
+			WRITE_ONCE(cor->last_user_io, now);
 	}
 
 	ctx->op = NULL;
@@ -1478,6 +1704,7 @@ static void cor_postsuspend(struct dm_target *ti)
 	struct cor *cor = ti->private;
 
 	cancel_delayed_work_sync(&cor->waker);
+	cancel_delayed_work_sync(&cor->hydration_waker);
 
 	/* User bios are done, but copies started by completed reads may not be */
 	wait_event(cor->ops_drained, !atomic_read(&cor->nr_ops));
@@ -1993,22 +2220,38 @@ static void init_state(struct cor *cor)
 	bio_list_init(&cor->deferred_flushes);
 	bio_list_init(&cor->deferred_completions);
 	INIT_LIST_HEAD(&cor->copy_queue);
+	INIT_LIST_HEAD(&cor->hydration_done);
 	INIT_LIST_HEAD(&cor->prefetch_queue);
 	atomic_set(&cor->nr_ops, 0);
 	atomic_set(&cor->cold_read_pages, 0);
+	atomic_set(&cor->hydration_pages, 0);
 	atomic_set(&cor->nr_copies, 0);
 	atomic_set(&cor->hydration_regions, 0);
 	atomic_set(&cor->user_ios, 0);
+	cor->last_user_io = jiffies - HYDRATION_IDLE_WINDOW;
+	cor->hydration_busy_next = jiffies;
 	atomic64_set(&cor->hydration_errors, 0);
 	atomic64_set(&cor->unchanged_writes, 0);
 	init_waitqueue_head(&cor->ops_drained);
 	INIT_WORK(&cor->worker, do_worker);
 	INIT_DELAYED_WORK(&cor->waker, do_waker);
+	INIT_DELAYED_WORK(&cor->hydration_waker, do_hydration_waker);
 	atomic64_set(&cor->origin_read_sectors, 0);
 	atomic64_set(&cor->copies_done, 0);
 	atomic64_set(&cor->copies_failed, 0);
 	atomic64_set(&cor->origin_read_errors, 0);
 	cor->mode = COR_MODE_RW;
+}
+
+/* Defaults for the tunables the table line does not set */
+static void set_default_tunables(struct cor *cor)
+{
+	unsigned int batch = max(DEFAULT_HYDRATION_BATCH_SECTORS >> cor->region_shift, 1UL);
+
+	if (!cor->hydration_batch_size)
+		cor->hydration_batch_size = batch;
+	if (!cor->hydration_threshold)
+		cor->hydration_threshold = batch * DEFAULT_HYDRATION_BATCHES;
 }
 
 /*
@@ -2034,13 +2277,12 @@ static int cor_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		return -ENOMEM;
 	}
 	cor->ti = ti;
-	cor->hydration_threshold = DEFAULT_HYDRATION_THRESHOLD;
-	cor->hydration_batch_size = DEFAULT_HYDRATION_BATCH_SIZE;
 	init_state(cor);
 
 	r = parse_table(cor, argc, argv, &ti->error);
 	if (r)
 		goto out_put_devices;
+	set_default_tunables(cor);
 
 	cor->shared = get_shared_metadata(ti, cor->metadata_dev ? cor->metadata_dev->bdev : NULL,
 					  cor->region_size);
@@ -2071,11 +2313,17 @@ static int cor_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_bioset;
 	}
 
+	r = bioset_init(&cor->hydration_bs, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		ti->error = "Cannot allocate the hydration bioset";
+		goto out_cold_read_bioset;
+	}
+
 	cor->kcopyd = dm_kcopyd_client_create(NULL);
 	if (IS_ERR(cor->kcopyd)) {
 		r = PTR_ERR(cor->kcopyd);
 		ti->error = "Cannot create the kcopyd client";
-		goto out_cold_read_bioset;
+		goto out_hydration_bioset;
 	}
 
 	cor->wq = alloc_workqueue("dm-" DM_MSG_PREFIX, WQ_MEM_RECLAIM, 0);
@@ -2103,6 +2351,8 @@ out_wq:
 	destroy_workqueue(cor->wq);
 out_kcopyd:
 	dm_kcopyd_client_destroy(cor->kcopyd);
+out_hydration_bioset:
+	bioset_exit(&cor->hydration_bs);
 out_cold_read_bioset:
 	bioset_exit(&cor->cold_read_bs);
 out_bioset:
@@ -2123,9 +2373,11 @@ static void cor_dtr(struct dm_target *ti)
 	struct cor *cor = ti->private;
 
 	cancel_delayed_work_sync(&cor->waker);
+	cancel_delayed_work_sync(&cor->hydration_waker);
 	destroy_workqueue(cor->wq);
 	clear_prefetch_queue(cor);
 	dm_kcopyd_client_destroy(cor->kcopyd);
+	bioset_exit(&cor->hydration_bs);
 	bioset_exit(&cor->cold_read_bs);
 	bioset_exit(&cor->discard_bs);
 	mempool_exit(&cor->op_pool);

@@ -85,11 +85,16 @@ done
 dd_best=$(printf '%s\n' "${dd_t[@]}" | sort -n | head -n 1)
 echo "raw dd copy: ${dd_t[*]} s (best $dd_best s, $(ratio "$SIZE_MB" "$dd_best") MiB/s)"
 best_ratio=0 best_set=
-for set in "hydration_threshold 1 hydration_batch_size 1" \
-	   "hydration_threshold 16 hydration_batch_size 16" \
-	   "hydration_threshold 64 hydration_batch_size 32" \
-	   "hydration_threshold 256 hydration_batch_size 64"; do
-	t=$(hydrate $set)
+# the first set is the default (no tunables on the table line); BENCH_HYD_SETS
+# replaces the others ("threshold/batch ...")
+sets=${BENCH_HYD_SETS:-"16/16 32/16 64/32 256/64"}
+for set in default $sets; do
+	if [ "$set" = default ]; then
+		t=$(hydrate)
+	else
+		set="hydration_threshold ${set%/*} hydration_batch_size ${set#*/}"
+		t=$(hydrate $set)
+	fi
 	r=$(ratio "$dd_best" "$t")
 	echo "hydration ($set): $t s, $(ratio "$SIZE_MB" "$t") MiB/s, ratio $r"
 	[ -n "${default_ratio:-}" ] || default_ratio=$r

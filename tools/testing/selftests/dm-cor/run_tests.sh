@@ -77,6 +77,7 @@ for t in "${tests[@]}"; do
 	done
 	rc=${PIPESTATUS[0]}
 	secs=$((SECONDS - start))
+	echo "# $name: ${secs}s"
 	case $rc in
 	0)
 		echo "ok $n $name"

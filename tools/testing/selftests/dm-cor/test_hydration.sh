@@ -52,6 +52,7 @@ ktap_plan 8
 SEED=$((RANDOM * 32768 + RANDOM))
 FIO_SEED=$((RANDOM * 32768 + RANDOM))
 REGION=64			# sectors: 32 KiB
+DFLT_BATCH=$((2048 / REGION))	# the default batch: 1 MiB
 BPR=$((REGION / 8))		# 4 KiB blocks per region
 FIO_TIMEOUT=${COR_FIO_TIMEOUT:-150}
 
@@ -352,7 +353,9 @@ st_start_stop()
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
 	dev=$(dm_path ss)
 	expect_eq "$(cor_status_fields ss hydrated hydrating hydration_active core_args)" \
-		"0 0 0 hydration_threshold 1 hydration_batch_size 1" "fresh device" || return
+		"0 0 0 hydration_threshold $((4 * DFLT_BATCH)) hydration_batch_size $DFLT_BATCH" \
+		"fresh device (default tunables)" || return
+	tunables ss 1 1 || return
 	# bad values: refused, nothing changes (hydration does not start)
 	send_bad_all ss "$BAD_TUNABLES" || return
 
@@ -379,7 +382,7 @@ st_start_stop()
 
 	# threshold 8, batch 8: one copy of 8 regions in flight; stopped while
 	# the origin is suspended, exactly that copy completes: 8 regions in
-	# one origin read (one kcopyd job; its sub-jobs are 512 KiB)
+	# one origin read (the target's own bios, no sub-jobs)
 	tunables ss 8 8 || return
 	freeze odelay || return
 	expect_ok "hydration start" cor_message ss hydration start &&
@@ -489,7 +492,8 @@ st_prefetch()
 	local bad t0 h0 dev msg
 
 	new_devs pf || return
-	cor_create pf "$OSLOW" "$D_DEST" "$D_META" "$REGION" ||
+	cor_create pf "$OSLOW" "$D_DEST" "$D_META" "$REGION" \
+		hydration_threshold 1 hydration_batch_size 1 ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
 	dev=$(dm_path pf)
 	# A: with background hydration off, an unaligned range straddling
@@ -768,7 +772,8 @@ st_suspend_reload()
 	new_devs sr || return
 	# threshold 1 on the 10 ms origin: slow enough that every step below
 	# happens mid-hydration; the last one is sped up
-	cor_create sr "$ODELAY" "$D_DEST" "$D_META" "$REGION" ||
+	cor_create sr "$ODELAY" "$D_DEST" "$D_META" "$REGION" \
+		hydration_threshold 1 hydration_batch_size 1 ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
 	expect_ok "hydration start" cor_message sr hydration start || return
 	wait_status sr hydrated -ge 48 30 || { fail "hydration did not progress"; return 1; }
@@ -836,7 +841,7 @@ check_backoff()
 
 st_origin_errors()
 {
-	local dev e0 e1 k0 t1 t2 f out msg
+	local dev e0 e1 k0 t1 t2 f out msg hb hn
 
 	new_devs fe || return
 	msg="cannot create the origin with an error segment"
@@ -861,10 +866,21 @@ $(((EBAD + 1) * REGION)) $((N - (EBAD + 1) * REGION)) linear $ORIGIN $(((EBAD + 
 	msg="hydration_active stopped_on_error hydration_errors prefetch_queued hydrating mode"
 	expect_eq "$(cor_status_fields fe hydration_active hydration_stopped_on_error \
 		hydration_errors prefetch_queued hydrating mode)" "0 1 1 0 0 rw" "$msg" || return
-	expect_eq "$(cor_status_fields fe copies_failed origin_read_errors)" "5 5" \
-		"copies_failed origin_read_errors (5 attempts)" || return
-	expect_eq "$(cor_bitmap fe hydrated 0 "$TOTAL")" "0-$((EBAD - 1))" \
-		"hydrated bitmap" || return
+	# default tunables: the batch holding region EBAD failed once, then
+	# its regions were copied one by one, the bad one failing 5 times
+	expect_eq "$(cor_status_fields fe copies_failed origin_read_errors)" \
+		"$((DFLT_BATCH + 5)) 6" \
+		"copies_failed origin_read_errors (a batch, then 5 attempts)" || return
+	# every region before the bad one; after it, only what batches already
+	# in flight when it first failed copied
+	hb=$(cor_bitmap fe hydrated 0 "$TOTAL")
+	case "$hb" in
+	"0-$((EBAD - 1))" | "0-$((EBAD - 1)) $((EBAD + 1))-"*) ;;
+	*) fail "hydrated bitmap: want 0-$((EBAD - 1)), then nothing or from $((EBAD + 1)); got $hb"
+		return 1 ;;
+	esac
+	ktap_diag "hydrated when hydration gave up: $hb"
+	hn=$(cor_status_field fe hydrated)
 	e1=$(event_nr fe)
 	expect_cmp "$e1" -gt "$e0" "dm event number after hydration stopped" || return
 	if ! klog_has "$k0" fe "stop|gave up|giving up"; then
@@ -873,7 +889,8 @@ $(((EBAD + 1) * REGION)) $((N - (EBAD + 1) * REGION)) linear $ORIGIN $(((EBAD + 
 		return 1
 	fi
 	# no silent retry: nothing moves for longer than the next backoff
-	stays fe "copies_failed hydrated hydration_active" "5 $EBAD 0" 4500 || return
+	stays fe "copies_failed hydrated hydration_active" "$((DFLT_BATCH + 5)) $hn 0" 4500 ||
+		return
 	# the device works: good regions read, the bad one fails
 	out=$("$COR_PATTERN" verify "$dev" 0 $((EBAD * BPR)) "$SEED" --quiet 2>&1) ||
 		{ fail "regions before the bad one: $out"; return 1; }

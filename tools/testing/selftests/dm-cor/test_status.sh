@@ -46,7 +46,10 @@ DATA=$COR_TMP/data
 # The model of what status must say
 H=0 D=0 ORS=0 CD=0 CF=0 ORE=0
 FEATURES="0"
-CORE="4 hydration_threshold 1 hydration_batch_size 1"
+# default tunables: batches of 1 MiB (at least a region), 4 batches in flight
+DFLT_BATCH=$((REGION >= 2048 ? 1 : 2048 / REGION))
+DFLT_CORE="4 hydration_threshold $((4 * DFLT_BATCH)) hydration_batch_size $DFLT_BATCH"
+CORE=$DFLT_CORE
 # the hydration counters of a device that is not hydrating
 IDLE="hydration_active 0 hydration_stopped_on_error 0 hydration_errors 0"
 IDLE="$IDLE prefetch_queued 0 unchanged_writes 0"
@@ -211,7 +214,7 @@ st_tunables()
 
 	t0=$(dmsetup table "$(dm_name cor)")
 	expect_ok "hydration_threshold 100" cor_message cor hydration_threshold 100 || return
-	CORE="4 hydration_threshold 100 hydration_batch_size 1"
+	CORE="4 hydration_threshold 100 hydration_batch_size $DFLT_BATCH"
 	check_status "hydration_threshold 100" || return
 	expect_ok "HYDRATION_BATCH_SIZE 4096" cor_message cor HYDRATION_BATCH_SIZE 4096 || return
 	CORE="4 hydration_threshold 100 hydration_batch_size 4096"
@@ -351,7 +354,7 @@ table_variant()
 
 st_table_variants()
 {
-	local dflt="4 hydration_threshold 1 hydration_batch_size 1" args
+	local dflt=$DFLT_CORE args
 
 	table_variant "$REGION" "0" "$dflt" || return
 	table_variant "$REGION 0" "0" "$dflt" || return
@@ -360,7 +363,7 @@ st_table_variants()
 		"4 hydration_threshold 4096 hydration_batch_size 9" || return
 	# a repeated argument: the last one wins
 	table_variant "$REGION 4 hydration_threshold 5 hydration_threshold 7" "0" \
-		"4 hydration_threshold 7 hydration_batch_size 1" || return
+		"4 hydration_threshold 7 hydration_batch_size $DFLT_BATCH" || return
 	table_variant "$REGION 1 background_hydration" "1 background_hydration" "$dflt" || return
 	table_variant "$REGION 2 no_discard_passdown background_hydration" \
 		"2 background_hydration no_discard_passdown" "$dflt" || return
@@ -433,7 +436,7 @@ st_volatile()
 	expect_eq "$(dmsetup table "$(dm_name vol)")" \
 		"0 $ORIGIN_SECTORS cor $OMM $(dev_majmin "$DEST2") - $REGION" \
 		"table line of the volatile device" || return
-	want="- -/- $REGION 0/$TOTAL 0 0 rw 0 4 hydration_threshold 1 hydration_batch_size 1"
+	want="- -/- $REGION 0/$TOTAL 0 0 rw 0 $DFLT_CORE"
 	want="$want 18 origin_read_sectors 0 copies_done 0 copies_failed 0"
 	want="$want origin_read_errors 0 $IDLE"
 	expect_eq "$(cor_status_line vol)" "$want" "status of the volatile device" || return
@@ -444,7 +447,7 @@ st_volatile()
 	# the region once (cold read), or the 8 sectors and then the region
 	ors=$(cor_status_field vol origin_read_sectors)
 	[ "$ors" == "$REGION" ] || expect_eq "$ors" $((8 + REGION)) "origin_read_sectors" || return
-	want="- -/- $REGION 1/$TOTAL 0 0 rw 0 4 hydration_threshold 1 hydration_batch_size 1"
+	want="- -/- $REGION 1/$TOTAL 0 0 rw 0 $DFLT_CORE"
 	want="$want 18 origin_read_sectors $ors copies_done 1 copies_failed 0"
 	want="$want origin_read_errors 0 $IDLE"
 	expect_eq "$(cor_status_line vol)" "$want" \
@@ -461,7 +464,7 @@ st_recreate()
 	cor_create cor "$ORIGIN" "$DEST" "$META" "$REGION" ||
 		{ fail "re-create: $COR_LAST_OUTPUT"; return 1; }
 	ORS=0 CD=0 CF=0 ORE=0
-	CORE="4 hydration_threshold 1 hydration_batch_size 1"
+	CORE=$DFLT_CORE
 	expect_eq "$(cor_status_line cor)" "$(expected_status)" "status after re-creation" || return
 	bitmap_is hydrated 0 "$TOTAL" "$HYD" || return
 	bitmap_is dirty 0 "$TOTAL" "$DIRTY"
