@@ -27,6 +27,30 @@ record() {	# record <pass|fail|skip> <name> [detail]
 	echo "== $1: $2${3:+: $3}"
 }
 
+# vm_selftests NAME LOG VM-RUN-ARGS...: run the selftests in a VM (the
+# arguments end with run_tests.sh and its own), output also in LOG; add
+# their counts to the totals
+vm_selftests() {
+	local name=$1 log=$2 t0 rc summary p f s
+	shift 2
+	t0=$(date +%s)
+	scripts/vm-run.sh "$@" </dev/null | tee "$log"
+	rc=${PIPESTATUS[0]}
+	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	if [ -z "$summary" ]; then
+		record fail "selftests on $name" "no summary from the VM (exit $rc)"
+		return
+	fi
+	read -r p _ f _ s _ <<<"${summary//,/}"
+	passed=$((passed + p))
+	failed=$((failed + f))
+	skipped=$((skipped + ${s:-0}))
+	results+=("        selftests on $name: $summary ($(($(date +%s) - t0)) s)")
+	if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+		record fail "selftests on $name" "VM exited $rc"
+	fi
+}
+
 resolve_kver() {	# 6.1 -> 6.1.0-56-amd64, from the installed images
 	local img
 	img=$(ls -1 /boot/vmlinuz-"$1".* 2>/dev/null | sort -V | tail -n 1)
@@ -109,26 +133,50 @@ fi
 for k in "${kernels[@]}"; do
 	kver=$(resolve_kver "$k") || continue
 	[ -f "build/$kver/dm-cor.ko" ] || { record fail "selftests-$k" "no module"; continue; }
-	out=build/vm/$kver-selftests
-	t0=$(date +%s)
 	echo "== selftests on $kver"
-	scripts/vm-run.sh --kernel "$kver" --module "build/$kver/dm-cor.ko" --out "$out" \
-		-- tools/testing/selftests/dm-cor/run_tests.sh </dev/null | tee "build/selftests-$kver.log"
-	rc=${PIPESTATUS[0]}
-	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "build/selftests-$kver.log" | tail -n 1)
-	if [ -z "$summary" ]; then
-		record fail "selftests-$k" "no summary from the VM (exit $rc)"
-		continue
-	fi
-	read -r p _ f _ s _ <<<"${summary//,/}"
-	passed=$((passed + p))
-	failed=$((failed + f))
-	skipped=$((skipped + ${s:-0}))
-	results+=("        selftests on $kver: $summary ($(($(date +%s) - t0)) s)")
-	if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
-		record fail "selftests-$k" "VM exited $rc"
-	fi
+	vm_selftests "$kver" "build/selftests-$kver.log" --kernel "$kver" \
+		--module "build/$kver/dm-cor.ko" --out "build/vm/$kver-selftests" \
+		-- tools/testing/selftests/dm-cor/run_tests.sh
 done
+
+# The debug kernel (KASAN, lockdep, kmemleak, DEBUG_ATOMIC_SLEEP) built
+# from linux-source-6.12 plus the series, dm-cor built in: the selftests
+# on it as a third kernel; any report fails the run (vm-run.sh checks).
+# DMCOR_DEBUG_TESTS: the tests to run there ("all" for the whole suite;
+# default: $debug_default, what fits CI's time); DMCOR_DEBUG_KERNEL=0 skips
+# the stage.
+debug_default="test_ctr.sh test_pattern.sh test_partial_io.sh test_race.sh test_discard.sh"
+debug_default+=" test_readonly.sh test_faults.sh test_flush.sh test_hydration.sh"
+debug_default+=" test_stacking.sh test_metadata.sh"
+if [ "${DMCOR_DEBUG_KERNEL:-1}" = 0 ]; then
+	record skip "debug kernel" "DMCOR_DEBUG_KERNEL=0"
+elif [ ! -f build/series/0004-dm-cor-add-the-copy-on-read-target.patch ]; then
+	record fail "debug kernel" "no patch series in build/series"
+else
+	t0=$(date +%s)
+	echo "== building the debug kernel (linux-source-6.12 + the series)"
+	if dk=$(scripts/build-debug-kernel.sh --series build/series 2>build/debug-kernel.log); then
+		how=$(grep -oE 'build time: [0-9]+s|cache hit' build/debug-kernel.log | tail -n 1)
+		record pass "debug kernel build ($(cat "$dk/kernel.release"), ${how:-?}," \
+			"$(($(date +%s) - t0)) s)"
+		tests=${DMCOR_DEBUG_TESTS:-$debug_default}
+		[ "$tests" = all ] && tests=
+		out=build/vm/debug-selftests
+		echo "== selftests on the debug kernel: ${tests:-all}"
+		# shellcheck disable=SC2086
+		vm_selftests "the debug kernel" build/selftests-debug.log --kernel-image "$dk" \
+			--out "$out" --timeout 5400 --env COR_TEST_TIMEOUT=1800 \
+			-- tools/testing/selftests/dm-cor/run_tests.sh $tests
+		what="debug kernel reports (KASAN, lockdep, kmemleak, atomic sleep)"
+		if scripts/debug-kernel-check.sh "$out" >build/debug-reports.log 2>&1; then
+			record pass "$what: none"
+		else
+			record fail "$what" "$(head -n 20 build/debug-reports.log)"
+		fi
+	else
+		record fail "debug kernel build" "$(tail -n 10 build/debug-kernel.log)"
+	fi
+fi
 
 echo
 echo "== summary ($(($(date +%s) - start)) s)"
