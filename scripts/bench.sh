@@ -24,4 +24,4 @@ while IFS='=' read -r name _; do
 	[[ $name =~ ^BENCH_[A-Za-z0-9_]*$ ]] && envs+=(--env "$name=${!name}")
 done < <(env)
 scripts/vm-run.sh --kernel "$kver" --module "build/$kver/dm-cor.ko" --out "build/vm/$kver-bench" \
-	--mem 3072 "${envs[@]}" -- "$guest" </dev/null
+	--mem 3072 --smp "${BENCH_SMP:-2}" "${envs[@]}" -- "$guest" </dev/null

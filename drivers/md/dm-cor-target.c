@@ -42,11 +42,11 @@
 #define MAX_HYDRATION_BATCH_SIZE	4096
 
 /*
- * Default tunables: batches of 1 MiB (one region if regions are larger),
+ * Default tunables: batches of 2 MiB (one region if regions are larger),
  * four batches in flight.  A raw copy with large direct I/O runs at full
  * speed at that size; smaller batches pay a round trip per region.
  */
-#define DEFAULT_HYDRATION_BATCH_SECTORS	BIT(11)	/* 1 MiB */
+#define DEFAULT_HYDRATION_BATCH_SECTORS	BIT(12)	/* 2 MiB */
 #define DEFAULT_HYDRATION_BATCHES	4
 
 /*
@@ -58,6 +58,7 @@
  */
 #define HYDRATION_MAX_BATCH_PAGES	(4 * BIO_MAX_VECS)	/* 4 MiB */
 #define HYDRATION_MAX_PAGES		8192			/* 32 MiB */
+#define HYDRATION_CHUNK_ORDER		4	/* 64 KiB: fewer allocations, segments */
 
 /*
  * The yield rule.  The device is busy while a user read or write is in
@@ -70,7 +71,7 @@
  * regions in flight.
  */
 #define HYDRATION_IDLE_WINDOW		max(HZ / 100, 1)
-#define HYDRATION_BUSY_GAP		256
+#define HYDRATION_BUSY_GAP		64
 #define HYDRATION_MAX_BUSY_WAIT		(5 * HZ)
 
 /*
@@ -151,8 +152,9 @@ struct cold_read {
 
 /*
  * One background hydration copy: contiguous regions, each held by an op.
- * With @nr_pages, the target's own bios read the batch into @pages, then
- * write them to the destination; without, dm-kcopyd copies it.
+ * With @nr_chunks, the target's own bios read the batch into @chunks
+ * (blocks of 2^@chunk_order pages), then write them to the destination;
+ * without, dm-kcopyd copies it.
  */
 struct hydration_batch {
 	struct cor *cor;
@@ -165,8 +167,9 @@ struct hydration_batch {
 	struct list_head done_entry;	/* on cor->hydration_done */
 	atomic_t pending;		/* bios of the current phase in flight */
 	blk_status_t status;		/* of the current phase */
-	unsigned int nr_pages;
-	struct page *pages[];
+	unsigned int chunk_order;
+	unsigned int nr_chunks;
+	struct page *chunks[];
 };
 
 /* Regions [next, end) that a prefetch message asked to copy first */
@@ -1116,9 +1119,9 @@ static void free_hydration_batch(struct cor *cor, struct hydration_batch *batch)
 {
 	unsigned int i;
 
-	for (i = 0; i < batch->nr_pages; i++)
-		__free_page(batch->pages[i]);
-	atomic_sub(batch->nr_pages, &cor->hydration_pages);
+	for (i = 0; i < batch->nr_chunks; i++)
+		__free_pages(batch->chunks[i], batch->chunk_order);
+	atomic_sub(batch->nr_chunks << batch->chunk_order, &cor->hydration_pages);
 	kfree(batch);
 }
 
@@ -1129,7 +1132,7 @@ static void hydration_batch_complete(int read_err, unsigned long write_err, void
 	struct cor *cor = batch->cor;
 	bool ok = !read_err && !write_err;
 	struct region_op *op, *tmp;
-	unsigned long wait, r;
+	unsigned long wait, r, flags;
 
 	/* The yield rule's wait while the device is busy */
 	wait = nsecs_to_jiffies((ktime_get_ns() - batch->start_ns) * HYDRATION_BUSY_GAP);
@@ -1155,10 +1158,21 @@ static void hydration_batch_complete(int read_err, unsigned long write_err, void
 
 	atomic_sub(batch->nr, &cor->nr_copies);
 	atomic_sub(batch->nr, &cor->hydration_regions);
-	list_for_each_entry_safe(op, tmp, &batch->ops, copy_entry) {
-		list_del_init(&op->copy_entry);
-		release_op(cor, op, ok, false, BLK_STS_OK);
+
+	/* release_op() for each op, in one critical section */
+	spin_lock_irqsave(&cor->lock, flags);
+	if (ok)
+		dm_cor_mark_regions(cor->cmd, batch->first, batch->nr, false);
+	list_for_each_entry(op, &batch->ops, copy_entry) {
+		hlist_del(&op->hash);
+		bio_list_merge(&cor->deferred_bios, &op->waiting);
 	}
+	spin_unlock_irqrestore(&cor->lock, flags);
+	list_for_each_entry_safe(op, tmp, &batch->ops, copy_entry)
+		mempool_free(op, &cor->op_pool);
+	if (atomic_sub_and_test(batch->nr, &cor->nr_ops))
+		wake_up(&cor->ops_drained);
+	wake_worker(cor);
 	free_hydration_batch(cor, batch);
 }
 
@@ -1192,17 +1206,17 @@ static void submit_hydration_bios(struct cor *cor, struct hydration_batch *batch
 	struct bio *bio;
 
 	batch->status = BLK_STS_OK;
-	atomic_set(&batch->pending, DIV_ROUND_UP(batch->nr_pages, BIO_MAX_VECS));
-	while (i < batch->nr_pages) {
-		n = min_t(unsigned int, batch->nr_pages - i, BIO_MAX_VECS);
+	atomic_set(&batch->pending, DIV_ROUND_UP(batch->nr_chunks, BIO_MAX_VECS));
+	while (i < batch->nr_chunks) {
+		n = min_t(unsigned int, batch->nr_chunks - i, BIO_MAX_VECS);
 		/* From the worker, which may wait for the bioset's reserve */
 		bio = bio_alloc_bioset(bdev, n, opf, GFP_NOIO, &cor->hydration_bs);
 		bio->bi_iter.bi_sector = sector;
 		bio->bi_end_io = hydration_bio_endio;
 		bio->bi_private = batch;
 		for (; n; n--, i++, left -= len) {
-			len = min_t(unsigned int, left, PAGE_SIZE);
-			__bio_add_page(bio, batch->pages[i], len, 0);
+			len = min_t(unsigned int, left, PAGE_SIZE << batch->chunk_order);
+			__bio_add_page(bio, batch->chunks[i], len, 0);
 		}
 		sector += bio_sectors(bio);
 		submit_bio_noacct(bio);
@@ -1239,23 +1253,40 @@ static void process_hydration_batches(struct cor *cor)
 static bool alloc_hydration_pages(struct cor *cor, struct hydration_batch *batch,
 				  sector_t nr_sectors)
 {
-	unsigned int nr_pages = DIV_ROUND_UP(nr_sectors << SECTOR_SHIFT, PAGE_SIZE);
+	unsigned int bytes = nr_sectors << SECTOR_SHIFT;
+	unsigned int order = min_t(unsigned int, get_order(bytes), HYDRATION_CHUNK_ORDER);
+	unsigned int nr_pages, nr;
+	struct page *page;
 
 	if (nr_sectors > (HYDRATION_MAX_BATCH_PAGES << (PAGE_SHIFT - SECTOR_SHIFT)))
 		return false;
+	nr_pages = round_up(DIV_ROUND_UP(bytes, PAGE_SIZE), 1U << order);
 	if (atomic_add_return(nr_pages, &cor->hydration_pages) > HYDRATION_MAX_PAGES) {
 		atomic_sub(nr_pages, &cor->hydration_pages);
 		return false;
 	}
-	for (batch->nr_pages = 0; batch->nr_pages < nr_pages; batch->nr_pages++) {
-		batch->pages[batch->nr_pages] = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
-		if (!batch->pages[batch->nr_pages])
+	for (;;) {
+		nr = nr_pages >> order;
+		for (batch->nr_chunks = 0; batch->nr_chunks < nr; batch->nr_chunks++) {
+			page = alloc_pages(GFP_NOWAIT | __GFP_NOWARN, order);
+			if (!page)
+				break;
+			batch->chunks[batch->nr_chunks] = page;
+		}
+		if (batch->nr_chunks == nr) {
+			batch->chunk_order = order;
+			return true;
+		}
+		while (batch->nr_chunks)
+			__free_pages(batch->chunks[--batch->nr_chunks], order);
+		if (!order)
 			break;
+		/* Fragmented memory: single pages */
+		order = 0;
+		nr = DIV_ROUND_UP(bytes, PAGE_SIZE);
+		atomic_sub(nr_pages - nr, &cor->hydration_pages);
+		nr_pages = nr;
 	}
-	if (batch->nr_pages == nr_pages)
-		return true;
-	while (batch->nr_pages)
-		__free_page(batch->pages[--batch->nr_pages]);
 	atomic_sub(nr_pages, &cor->hydration_pages);
 	return false;
 }
@@ -1346,7 +1377,7 @@ static bool start_hydration_batch(struct cor *cor, unsigned long max)
 	max_pages = min_t(sector_t, (sector_t)max << cor->region_shift,
 			  HYDRATION_MAX_BATCH_PAGES << (PAGE_SHIFT - SECTOR_SHIFT)) >>
 		    (PAGE_SHIFT - SECTOR_SHIFT);
-	batch = kzalloc(struct_size(batch, pages, max_pages), GFP_NOIO);
+	batch = kzalloc(struct_size(batch, chunks, max_pages), GFP_NOIO);
 	if (!batch)
 		return false;
 	batch->cor = cor;
@@ -1447,13 +1478,13 @@ static void do_hydration(struct cor *cor)
 		in_flight = atomic_read(&cor->hydration_regions);
 		limit = threshold;
 		if (device_busy(cor)) {
-			/* A batch's end wakes the worker; else check again soon */
+			/* A batch's end wakes the worker */
 			if (in_flight)
 				return;
 			next = READ_ONCE(cor->hydration_busy_next);
 			if (time_before(jiffies, next)) {
-				wake_hydration_later(cor, min_t(unsigned long, next - jiffies,
-								HYDRATION_IDLE_WINDOW));
+				/* One wakeup per wait: each one costs the load too */
+				wake_hydration_later(cor, next - jiffies);
 				return;
 			}
 			limit = min(threshold, batch_size);

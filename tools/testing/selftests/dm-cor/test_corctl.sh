@@ -365,10 +365,10 @@ st_json()
 	expect_eq "$(jget "$flat" progress.hydrated_bytes)" $((5 * REGION * 512)) \
 		"progress.hydrated_bytes" &&
 	expect_eq "$(jget "$flat" rate)" null "rate with --once" &&
-	# the default tunables: batches of 1 MiB, 4 in flight
-	expect_eq "$(jget "$flat" core_args.hydration_threshold)" $((4 * 2048 / REGION)) \
+	# the default tunables: batches of 2 MiB, 4 in flight
+	expect_eq "$(jget "$flat" core_args.hydration_threshold)" $((4 * 4096 / REGION)) \
 		"core_args.hydration_threshold" &&
-	expect_eq "$(jget "$flat" core_args.hydration_batch_size)" $((2048 / REGION)) \
+	expect_eq "$(jget "$flat" core_args.hydration_batch_size)" $((4096 / REGION)) \
 		"core_args.hydration_batch_size" || return
 	# every counter, whatever the module prints
 	while IFS== read -r k v; do

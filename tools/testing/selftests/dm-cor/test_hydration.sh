@@ -52,7 +52,7 @@ ktap_plan 8
 SEED=$((RANDOM * 32768 + RANDOM))
 FIO_SEED=$((RANDOM * 32768 + RANDOM))
 REGION=64			# sectors: 32 KiB
-DFLT_BATCH=$((2048 / REGION))	# the default batch: 1 MiB
+DFLT_BATCH=$((4096 / REGION))	# the default batch: 2 MiB
 BPR=$((REGION / 8))		# 4 KiB blocks per region
 FIO_TIMEOUT=${COR_FIO_TIMEOUT:-150}
 

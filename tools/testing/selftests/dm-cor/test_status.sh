@@ -46,8 +46,8 @@ DATA=$COR_TMP/data
 # The model of what status must say
 H=0 D=0 ORS=0 CD=0 CF=0 ORE=0
 FEATURES="0"
-# default tunables: batches of 1 MiB (at least a region), 4 batches in flight
-DFLT_BATCH=$((REGION >= 2048 ? 1 : 2048 / REGION))
+# default tunables: batches of 2 MiB (at least a region), 4 batches in flight
+DFLT_BATCH=$((REGION >= 4096 ? 1 : 4096 / REGION))
 DFLT_CORE="4 hydration_threshold $((4 * DFLT_BATCH)) hydration_batch_size $DFLT_BATCH"
 CORE=$DFLT_CORE
 # the hydration counters of a device that is not hydrating
