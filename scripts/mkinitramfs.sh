@@ -37,7 +37,7 @@ log() { echo "mkinitramfs: $*" >&2; }
 # only when installed.
 PKGS=(bash coreutils grep sed gawk diffutils findutils util-linux mount
 	bsdextrautils dmsetup fio kmod e2fsprogs procps xz-utils)
-OPT_PKGS=(xfsprogs)
+OPT_PKGS=(xfsprogs bsdutils)
 
 # Kernel modules (plus dependencies); every drivers/md module is added too.
 MODULES=(dm-mod dm-bufio dm-persistent-data dm-flakey dm-delay dm-log-writes

@@ -67,6 +67,24 @@ fi
 
 checkpatch=$(scripts/get-checkpatch.sh) || checkpatch=
 
+# The patch series first: the debug kernel (below) is built from it in the
+# background, at a lower priority, while the rest runs
+mkdir -p build
+series_ok=0
+scripts/make-series.sh --check >build/series.log 2>&1 && series_ok=1
+debug_pid=
+rm -f build/debug-kernel.dir build/debug-kernel.secs
+if [ "${DMCOR_DEBUG_KERNEL:-1}" != 0 ] && [ $series_ok = 1 ]; then
+	echo "== building the debug kernel in the background (log: build/debug-kernel.log)"
+	(
+		t0=$(date +%s)
+		nice -n 10 scripts/build-debug-kernel.sh --series build/series \
+			>build/debug-kernel.dir 2>build/debug-kernel.log &&
+			echo $(($(date +%s) - t0)) >build/debug-kernel.secs
+	) &
+	debug_pid=$!
+fi
+
 # Static checks: each build must be free of warnings and sparse reports
 for k in "${kernels[@]}"; do
 	kver=$(resolve_kver "$k")
@@ -107,7 +125,7 @@ fi
 
 # The in-tree patch series: checkpatch per patch, then applied to a fresh
 # linux-source-6.12 tree and built there (=m and =y, W=1, sparse)
-if scripts/make-series.sh --check >build/series.log 2>&1; then
+if [ $series_ok = 1 ]; then
 	record pass "patch series: $(grep -c '^0.*: clean$' build/series.log) patches checkpatch --strict clean"
 	if scripts/check-series.sh >build/check-series.log 2>&1; then
 		record pass "patch series applies and builds in tree (DM_COR=m and =y, W=1, sparse)"
@@ -150,15 +168,17 @@ debug_default+=" test_readonly.sh test_faults.sh test_flush.sh test_hydration.sh
 debug_default+=" test_stacking.sh test_metadata.sh"
 if [ "${DMCOR_DEBUG_KERNEL:-1}" = 0 ]; then
 	record skip "debug kernel" "DMCOR_DEBUG_KERNEL=0"
-elif [ ! -f build/series/0004-dm-cor-add-the-copy-on-read-target.patch ]; then
-	record fail "debug kernel" "no patch series in build/series"
+elif [ -z "$debug_pid" ]; then
+	record fail "debug kernel" "no patch series to build it from"
 else
 	t0=$(date +%s)
-	echo "== building the debug kernel (linux-source-6.12 + the series)"
-	if dk=$(scripts/build-debug-kernel.sh --series build/series 2>build/debug-kernel.log); then
-		how=$(grep -oE 'build time: [0-9]+s|cache hit' build/debug-kernel.log | tail -n 1)
+	echo "== waiting for the debug kernel build"
+	wait "$debug_pid"
+	dk=$(cat build/debug-kernel.dir 2>/dev/null)
+	if [ -s build/debug-kernel.secs ] && [ -f "$dk/done" ]; then
+		how=$(grep -oE 'built [^ ]+ in [0-9]+s|cache hit' build/debug-kernel.log | tail -n 1)
 		record pass "debug kernel build ($(cat "$dk/kernel.release"), ${how:-?}," \
-			"$(($(date +%s) - t0)) s)"
+			"$(cat build/debug-kernel.secs) s in the background, waited $(($(date +%s) - t0)) s)"
 		tests=${DMCOR_DEBUG_TESTS:-$debug_default}
 		[ "$tests" = all ] && tests=
 		out=build/vm/debug-selftests

@@ -925,9 +925,18 @@ cor_meta_check_one()
 	fi
 	# reload a cor device on the same metadata: it must load and show the
 	# same state (dirty regions exactly, hydrated ones at least)
-	local roarg=()
+	local roarg=() subs=() v
 
 	[ "$ro" == 1 ] && roarg=(--readonly)
+	# an origin or destination removed since (a stacked cor device, say):
+	# the zero target of the same length stands in, the check reads neither
+	for v in o d; do
+		[ -b "${!v}" ] && continue
+		dm_create "metasub$v" "0 $len zero" ||
+			{ errs+=("cannot create a stand-in for ${!v}"); continue; }
+		subs+=("metasub$v")
+		printf -v "$v" %s "$(dm_path "metasub$v")"
+	done
 	if ! dm_create metacheck "$(cor_table --len "$len" "$o" "$d" "$m" "$r")" "${roarg[@]}"; then
 		errs+=("reloading cor on $m failed: $COR_LAST_OUTPUT")
 	else
@@ -941,6 +950,9 @@ cor_meta_check_one()
 		[ "$mode1" == "fail" ] && errs+=("$m: reloaded device is in fail mode")
 		dm_remove metacheck || errs+=("cannot remove the metadata check device")
 	fi
+	for v in "${subs[@]}"; do
+		dm_remove "$v" || errs+=("cannot remove the stand-in $v")
+	done
 	[ ${#errs[@]} -eq 0 ] && return 0
 	COR_EPI_META_ERR="${errs[*]}"
 	return 1

@@ -8,9 +8,10 @@
 # whose numbers are those of "dmsetup status"; the human status shows the
 # progress.  "wait" times out (non-zero) while hydration is stopped and
 # returns 0 once background hydration completes; "watch" prints plain
-# lines without a terminal.  "finalize" refuses an incomplete device and
-# leaves it as it was, and turns a complete one into a linear device over
-# the destination with the same content, releasing origin and metadata.
+# lines without a terminal and redraws a bar on one (script(1)).
+# "finalize" refuses an incomplete device and leaves it as it was, and
+# turns a complete one into a linear device over the destination with the
+# same content, releasing origin and metadata.
 # "prefetch" of ranges hydrates exactly their regions, and of a file on an
 # ext4 filesystem on the device the regions of that file (skipped when the
 # module has no prefetch message).
@@ -216,6 +217,24 @@ run_corctl()
 	ERR=$(cat "$COR_TMP/err")
 	[ -n "$COR_VERBOSE" ] && ktap_diag "corctl $* -> $RC" "$OUT" "$ERR"
 	return 0
+}
+
+# on_tty RC ARGS...: corctl ARGS on a terminal (script(1)'s pty) must exit
+# RC; what it drew is in $OUT.  Returns 2 (nothing checked) without script.
+on_tty()
+{
+	local want=$1 cmd
+
+	shift
+	command -v script >/dev/null 2>&1 || return 2
+	printf -v cmd '%q ' "$CORCTL" "$@"
+	OUT=$(script -qefc "$cmd" /dev/null 2>&1 </dev/null)
+	RC=$?
+	if [ "$RC" != "$want" ]; then
+		ktap_diag "on a terminal: $(cat -v <<<"$OUT")"
+		fail "'corctl $*' on a terminal exited $RC, expected $want"
+		return 1
+	fi
 }
 
 # expect_rc RC ARGS...: corctl ARGS must exit RC (2: with a message)
@@ -433,7 +452,18 @@ st_wait_timeout()
 	expect_cmp "$(grep -c "regions" <<<"$OUT")" -ge 2 "lines printed by watch" || return
 	grep -q $'\r' <<<"$OUT" &&
 		{ fail "watch drew a progress bar without a terminal"; return 1; }
-	return 0
+	# on a terminal: a bar redrawn in place (\r, clear to the end of line)
+	on_tty 124 watch --interval 0.5 --timeout 2 "$CN"
+	case $? in
+	2) ktap_diag "no script(1): the progress bar is not checked"; return 0 ;;
+	1) return 1 ;;
+	esac
+	expect_cmp "$(grep -o $'\r\e\\[K' <<<"$OUT" | wc -l)" -ge 2 "bars drawn by watch" &&
+	# (the pty also carries stderr: "timed out ...: H/T regions hydrated")
+	expect_cmp "$(grep -c "regions (" <<<"$OUT")" -eq 0 "plain lines on a terminal" || return
+	[[ "$OUT" == *"%"* ]] ||
+		{ fail "the bar shows no percentage: $(cat -v <<<"$OUT")"; return 1; }
+	ktap_diag "watch on a terminal drew: $(tail -c 120 <<<"$OUT" | cat -v)"
 }
 
 st_finalize_refused()
@@ -498,6 +528,13 @@ st_wait_complete()
 	# complete: watch and wait return at once
 	expect_rc 0 watch "$CN" &&
 	expect_rc 0 wait --timeout 5 "$CN" || return
+	# on a terminal: one full bar, "done"
+	on_tty 0 wait --timeout 5 "$CN"
+	case $? in
+	1) return 1 ;;
+	0) [[ "$OUT" == *"100.0%"*"done"* ]] ||
+		{ fail "wait on a terminal drew: $(cat -v <<<"$OUT")"; return 1; } ;;
+	esac
 	expect_rc 0 status --json "$CN" || return
 	expect_eq "$(jget "$(json_flatten <<<"$OUT")" progress.complete)" true "progress.complete"
 }
@@ -638,7 +675,8 @@ run_subtest "bad arguments exit 2; --help and --version of every command" st_usa
 run_subtest "a device that is not cor is refused" st_not_cor
 run_subtest "status --json: one JSON object, numbers of dmsetup status" st_json
 run_subtest "status: progress, rate, mode, dirty, metadata, counters" st_human
-run_subtest "wait times out while hydration is stopped; watch prints lines" st_wait_timeout
+run_subtest "wait times out while hydration is stopped; watch prints lines, a bar on a tty" \
+	st_wait_timeout
 run_subtest "finalize refuses an incomplete device and changes nothing" st_finalize_refused
 run_subtest "prefetch of ranges hydrates exactly their regions" st_prefetch_range
 run_subtest "wait returns 0 once background hydration completes" st_wait_complete

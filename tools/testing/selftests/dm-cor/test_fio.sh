@@ -7,6 +7,8 @@
 # alignment, so that writes cover whole 32 KiB regions, parts of regions
 # and both) reads and writes [2, 12) MiB of a 16 MiB stamped origin through
 # cor and verifies what it wrote (crc32c, verify_fatal); it must exit 0.
+# fio runs its job as a thread: a kernel without SysV IPC (the debug
+# kernel) has no shared memory for a forked job.
 # Its I/O log gives the exact set of blocks it wrote, so the whole device
 # is checked against a model: every other block, inside fio's range or
 # not, must read as the origin, and the dirty bitmap must be exactly the
@@ -42,6 +44,7 @@ D0=
 
 cat >"$JOB" <<EOF
 [global]
+thread
 filename=$COR
 ioengine=libaio
 direct=1

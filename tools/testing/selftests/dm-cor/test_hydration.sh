@@ -685,6 +685,7 @@ st_fio()
 	dev=$(dm_path fh)
 	cat >"$FIO_JOB" <<EOF
 [global]
+thread
 filename=$dev
 ioengine=libaio
 direct=1
@@ -770,9 +771,12 @@ st_suspend_reload()
 	local hs h out
 
 	new_devs sr || return
-	# threshold 1 on the 10 ms origin: slow enough that every step below
-	# happens mid-hydration; the last one is sped up
-	cor_create sr "$ODELAY" "$D_DEST" "$D_META" "$REGION" \
+	# threshold 1 on a 40 ms origin (20 s for the device): slow enough that
+	# every step below happens mid-hydration, even on a debug kernel; the
+	# last one is sped up
+	dm_create osr "0 $N delay $ORIGIN 0 40" ||
+		{ fail "cannot create the 40 ms origin: $COR_LAST_OUTPUT"; return 1; }
+	cor_create sr "$(dm_path osr)" "$D_DEST" "$D_META" "$REGION" \
 		hydration_threshold 1 hydration_batch_size 1 ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
 	expect_ok "hydration start" cor_message sr hydration start || return
@@ -807,7 +811,7 @@ st_suspend_reload()
 		"hydrated dirty copies_failed mode" || return
 	expect_is_origin "destination" "$D_DEST" &&
 	expect_is_origin "cor device" "$(dm_path sr)" || return
-	cor_remove sr
+	cor_remove sr && dm_remove osr
 }
 
 ########################################################################

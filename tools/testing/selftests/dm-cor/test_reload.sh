@@ -317,6 +317,7 @@ st_suspend_under_fio()
 
 	cat >"$job" <<EOF
 [global]
+thread
 filename=$COR
 ioengine=libaio
 direct=1
