@@ -1253,13 +1253,13 @@ static void process_hydration_batches(struct cor *cor)
 static bool alloc_hydration_pages(struct cor *cor, struct hydration_batch *batch,
 				  sector_t nr_sectors)
 {
-	unsigned int bytes = nr_sectors << SECTOR_SHIFT;
-	unsigned int order = min_t(unsigned int, get_order(bytes), HYDRATION_CHUNK_ORDER);
-	unsigned int nr_pages, nr;
+	unsigned int bytes, order, nr_pages, nr;
 	struct page *page;
 
 	if (nr_sectors > (HYDRATION_MAX_BATCH_PAGES << (PAGE_SHIFT - SECTOR_SHIFT)))
 		return false;
+	bytes = nr_sectors << SECTOR_SHIFT;
+	order = min_t(unsigned int, get_order(bytes), HYDRATION_CHUNK_ORDER);
 	nr_pages = round_up(DIV_ROUND_UP(bytes, PAGE_SIZE), 1U << order);
 	if (atomic_add_return(nr_pages, &cor->hydration_pages) > HYDRATION_MAX_PAGES) {
 		atomic_sub(nr_pages, &cor->hydration_pages);
