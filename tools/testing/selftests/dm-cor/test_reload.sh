@@ -329,7 +329,8 @@ randseed=$FIO_SEED
 rw=randwrite
 offset=4M
 size=4M
-rate=,512k
+# 16 s of writes: room for 3 cycles even on a debug kernel
+rate=,256k
 verify=crc32c
 verify_fatal=1
 serialize_overlap=1
