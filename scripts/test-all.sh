@@ -179,15 +179,20 @@ else
 	dk=$(cat build/debug-kernel.dir 2>/dev/null)
 	if [ -s build/debug-kernel.secs ] && [ -f "$dk/done" ]; then
 		how=$(grep -oE 'built [^ ]+ in [0-9]+s|cache hit' build/debug-kernel.log | tail -n 1)
-		record pass "debug kernel build ($(cat "$dk/kernel.release"), ${how:-?}," \
-			"$(cat build/debug-kernel.secs) s in the background, waited $(($(date +%s) - t0)) s)"
+		how="${how:-?}, $(cat build/debug-kernel.secs) s in the background"
+		record pass "debug kernel build ($(cat "$dk/kernel.release"): $how, waited $(($(date +%s) - t0)) s)"
 		tests=${DMCOR_DEBUG_TESTS:-$debug_default}
-		[ "$tests" = all ] && tests=
+		# bounds: a hang must not eat CI's time (the whole suite: ~45 min)
+		limits=(--timeout 2400 --env COR_TEST_TIMEOUT=900)
+		if [ "$tests" = all ]; then
+			tests=
+			limits=(--timeout 7200 --env COR_TEST_TIMEOUT=2400)
+		fi
 		out=build/vm/debug-selftests
 		echo "== selftests on the debug kernel: ${tests:-all}"
 		# shellcheck disable=SC2086
 		vm_selftests "the debug kernel" build/selftests-debug.log --kernel-image "$dk" \
-			--out "$out" --timeout 5400 --env COR_TEST_TIMEOUT=1800 \
+			--out "$out" "${limits[@]}" \
 			-- tools/testing/selftests/dm-cor/run_tests.sh $tests
 		what="debug kernel reports (KASAN, lockdep, kmemleak, atomic sleep)"
 		if scripts/debug-kernel-check.sh "$out" >build/debug-reports.log 2>&1; then
