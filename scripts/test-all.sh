@@ -165,7 +165,7 @@ done
 # the stage.
 # The default: the constructor's error paths, data round trip, write/copy
 # races, fault injection, flush/power cut, hydration and the stacking
-# tests that need the series' flag; about 12 minutes there under TCG.
+# tests that need the series' flag; about 15 minutes there under TCG.
 debug_default="test_ctr.sh test_pattern.sh test_race.sh test_faults.sh test_flush.sh"
 debug_default+=" test_hydration.sh test_stacking.sh"
 if [ "${DMCOR_DEBUG_KERNEL:-1}" = 0 ]; then
