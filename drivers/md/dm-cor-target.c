@@ -165,7 +165,12 @@ struct hydration_batch {
 	bool writing;			/* the reads are done, the writes issued */
 	u64 start_ns;			/* when the copy was issued */
 	struct list_head done_entry;	/* on cor->hydration_done */
-	atomic_t pending;		/* bios of the current phase in flight */
+	/*
+	 * Bios of the current phase in flight: the end_io that drops it to
+	 * zero hands the batch to the worker (under cor->lock), which then
+	 * sees every bio's @status (WRITE_ONCE in end_io).
+	 */
+	atomic_t pending;
 	blk_status_t status;		/* of the current phase */
 	unsigned int chunk_order;
 	unsigned int nr_chunks;
@@ -237,6 +242,12 @@ struct cor {
 	unsigned long hydration_retry_at;	/* jiffies: no copy before */
 	atomic_t hydration_regions;		/* regions being hydrated */
 	atomic_t user_ios;			/* user reads and writes in flight */
+	/*
+	 * The yield rule's clocks (READ_ONCE/WRITE_ONCE, no lock: a stale
+	 * value only moves one decision by a tick).  end_io stamps
+	 * last_user_io; a batch's completion sets hydration_busy_next; the
+	 * worker reads both.
+	 */
 	unsigned long last_user_io;		/* jiffies: a user bio last ended */
 	unsigned long hydration_busy_next;	/* jiffies: next batch while busy */
 
