@@ -27,15 +27,11 @@ record() {	# record <pass|fail|skip> <name> [detail]
 	echo "== $1: $2${3:+: $3}"
 }
 
-# vm_selftests NAME LOG VM-RUN-ARGS...: run the selftests in a VM (the
-# arguments end with run_tests.sh and its own), output also in LOG; add
-# their counts to the totals
-vm_selftests() {
-	local name=$1 log=$2 t0 rc summary p f s
-	shift 2
-	t0=$(date +%s)
-	scripts/vm-run.sh "$@" </dev/null | tee "$log"
-	rc=${PIPESTATUS[0]}
+# tally_selftests NAME LOG RC SECS: add the counts of the summary line
+# that run_tests.sh printed into LOG (a VM's output, exit status RC) to the
+# totals
+tally_selftests() {
+	local name=$1 log=$2 rc=$3 secs=$4 summary p f s
 	summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 	if [ -z "$summary" ]; then
 		record fail "selftests on $name" "no summary from the VM (exit $rc)"
@@ -45,10 +41,51 @@ vm_selftests() {
 	passed=$((passed + p))
 	failed=$((failed + f))
 	skipped=$((skipped + ${s:-0}))
-	results+=("        selftests on $name: $summary ($(($(date +%s) - t0)) s)")
+	results+=("        selftests on $name: $summary ($secs s)")
 	if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
 		record fail "selftests on $name" "VM exited $rc"
 	fi
+}
+
+# vm_selftests NAME LOG VM-RUN-ARGS...: run the selftests in a VM (the
+# arguments end with run_tests.sh and its own), output also in LOG
+vm_selftests() {
+	local name=$1 log=$2 t0 rc
+	shift 2
+	t0=$(date +%s)
+	scripts/vm-run.sh "$@" </dev/null | tee "$log"
+	rc=${PIPESTATUS[0]}
+	tally_selftests "$name" "$log" "$rc" $(($(date +%s) - t0))
+}
+
+# Seconds each test took on the debug kernel under TCG (whole suite, one
+# VM): the weights that spread the suite over the debug VMs.  A test not
+# listed counts 100.
+declare -A debug_secs=(
+	[test_ctr.sh]=140 [test_pattern.sh]=51 [test_partial_io.sh]=84
+	[test_race.sh]=72 [test_fio.sh]=38 [test_reload.sh]=100
+	[test_discard.sh]=168 [test_readonly.sh]=112 [test_faults.sh]=118
+	[test_flush.sh]=100 [test_status.sh]=171 [test_corctl.sh]=145
+	[test_tools.sh]=92 [test_hydration.sh]=364 [test_stacking.sh]=83
+	[test_replay.sh]=202 [test_metadata.sh]=206
+)
+
+# spread_tests N TEST...: print N lines of tests, the longest placed first,
+# each on the line with the fewest seconds so far
+spread_tests() {
+	local n=$1 i best t secs
+	shift
+	local -a line sum
+	for ((i = 0; i < n; i++)); do line[i]=''; sum[i]=0; done
+	while read -r secs t; do
+		best=0
+		for ((i = 1; i < n; i++)); do
+			((sum[i] < sum[best])) && best=$i
+		done
+		line[best]+="${line[best]:+ }$t"
+		sum[best]=$((sum[best] + secs))
+	done < <(for t in "$@"; do echo "${debug_secs[$t]:-100} $t"; done | sort -k1,1nr -k2)
+	for ((i = 0; i < n; i++)); do echo "${line[i]}"; done
 }
 
 resolve_kver() {	# 6.1 -> 6.1.0-56-amd64, from the installed images
@@ -158,16 +195,12 @@ for k in "${kernels[@]}"; do
 done
 
 # The debug kernel (KASAN, lockdep, kmemleak, DEBUG_ATOMIC_SLEEP) built
-# from linux-source-6.12 plus the series, dm-cor built in: the selftests
-# on it as a third kernel; any report fails the run (vm-run.sh checks).
-# DMCOR_DEBUG_TESTS: the tests to run there ("all" for the whole suite;
-# default: $debug_default, what fits CI's time); DMCOR_DEBUG_KERNEL=0 skips
+# from linux-source-6.12 plus the series, dm-cor built in: the whole suite
+# on it as a third kernel, spread over DMCOR_DEBUG_VMS VMs (default 2, one
+# per host core: nothing else runs by then) that run side by side.  Any
+# report fails the run (vm-run.sh and debug-kernel-check.sh).
+# DMCOR_DEBUG_TESTS: only these tests there; DMCOR_DEBUG_KERNEL=0 skips
 # the stage.
-# The default: the constructor's error paths, data round trip, write/copy
-# races, fault injection, flush/power cut, hydration and the stacking
-# tests that need the series' flag; about 15 minutes there under TCG.
-debug_default="test_ctr.sh test_pattern.sh test_race.sh test_faults.sh test_flush.sh"
-debug_default+=" test_hydration.sh test_stacking.sh"
 if [ "${DMCOR_DEBUG_KERNEL:-1}" = 0 ]; then
 	record skip "debug kernel" "DMCOR_DEBUG_KERNEL=0"
 elif [ -z "$debug_pid" ]; then
@@ -181,21 +214,37 @@ else
 		how=$(grep -oE 'built [^ ]+ in [0-9]+s|cache hit' build/debug-kernel.log | tail -n 1)
 		how="${how:-?}, $(cat build/debug-kernel.secs) s in the background"
 		record pass "debug kernel build ($(cat "$dk/kernel.release"): $how, waited $(($(date +%s) - t0)) s)"
-		tests=${DMCOR_DEBUG_TESTS:-$debug_default}
-		# bounds: a hang must not eat CI's time (the whole suite: ~45 min)
-		limits=(--timeout 2400 --env COR_TEST_TIMEOUT=900)
-		if [ "$tests" = all ]; then
-			tests=
-			limits=(--timeout 7200 --env COR_TEST_TIMEOUT=2400)
-		fi
-		out=build/vm/debug-selftests
-		echo "== selftests on the debug kernel: ${tests:-all}"
-		# shellcheck disable=SC2086
-		vm_selftests "the debug kernel" build/selftests-debug.log --kernel-image "$dk" \
-			--out "$out" "${limits[@]}" \
-			-- tools/testing/selftests/dm-cor/run_tests.sh $tests
+		read -ra tests <<<"${DMCOR_DEBUG_TESTS:-$(tools/testing/selftests/dm-cor/run_tests.sh --list | xargs)}"
+		mapfile -t groups < <(spread_tests "${DMCOR_DEBUG_VMS:-2}" "${tests[@]}")
+		t0=$(date +%s)
+		pids=() outs=()
+		for i in "${!groups[@]}"; do
+			[ -n "${groups[i]}" ] || continue
+			out=build/vm/debug-selftests-$i
+			outs+=("$out")
+			echo "== selftests on the debug kernel, VM $i: ${groups[i]}"
+			# bounds: a hang must not eat CI's time (a VM's share: ~20 min)
+			# shellcheck disable=SC2086
+			(
+				scripts/vm-run.sh --kernel-image "$dk" --out "$out" \
+					--timeout 3600 --env COR_TEST_TIMEOUT=900 \
+					-- tools/testing/selftests/dm-cor/run_tests.sh ${groups[i]} \
+					</dev/null >build/selftests-debug-$i.log 2>&1
+				echo $? >build/selftests-debug-$i.rc
+			) &
+			pids+=($!)
+		done
+		wait "${pids[@]}"
+		secs=$(($(date +%s) - t0))
+		for i in "${!groups[@]}"; do
+			[ -n "${groups[i]}" ] || continue
+			echo "== output of debug VM $i"
+			cat "build/selftests-debug-$i.log"
+			tally_selftests "the debug kernel, VM $i" "build/selftests-debug-$i.log" \
+				"$(cat "build/selftests-debug-$i.rc" 2>/dev/null || echo 125)" "$secs"
+		done
 		what="debug kernel reports (KASAN, lockdep, kmemleak, atomic sleep)"
-		if scripts/debug-kernel-check.sh "$out" >build/debug-reports.log 2>&1; then
+		if scripts/debug-kernel-check.sh "${outs[@]}" >build/debug-reports.log 2>&1; then
 			record pass "$what: none"
 		else
 			record fail "$what" "$(head -n 20 build/debug-reports.log)"

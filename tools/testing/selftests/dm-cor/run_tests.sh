@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # run_tests.sh [TEST...]: run the dm-cor selftests and print KTAP.
+# run_tests.sh --list: print the Makefile's tests, one a line.
 #
 # Runs the tests named on the command line, or else every test in the
 # Makefile's TEST_PROGS, one after the other, each under the timeout of
@@ -35,7 +36,10 @@ makefile_tests()
 		}' Makefile
 }
 
-if [ $# -gt 0 ]; then
+if [ "$1" = --list ]; then
+	makefile_tests
+	exit
+elif [ $# -gt 0 ]; then
 	tests=("$@")
 else
 	# no process substitution: the test VM may lack /dev/fd
