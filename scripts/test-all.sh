@@ -58,16 +58,16 @@ vm_selftests() {
 	tally_selftests "$name" "$log" "$rc" $(($(date +%s) - t0))
 }
 
-# Seconds each test took on the debug kernel under TCG (whole suite, one
-# VM): the weights that spread the suite over the debug VMs.  A test not
+# Seconds each test took on the debug kernel under TCG, two VMs side by
+# side: the weights that spread the suite over the debug VMs.  A test not
 # listed counts 100.
 declare -A debug_secs=(
-	[test_ctr.sh]=140 [test_pattern.sh]=51 [test_partial_io.sh]=84
-	[test_race.sh]=72 [test_fio.sh]=38 [test_reload.sh]=100
-	[test_discard.sh]=168 [test_readonly.sh]=112 [test_faults.sh]=118
-	[test_flush.sh]=100 [test_status.sh]=171 [test_corctl.sh]=145
-	[test_tools.sh]=92 [test_hydration.sh]=364 [test_stacking.sh]=83
-	[test_replay.sh]=202 [test_metadata.sh]=206
+	[test_ctr.sh]=152 [test_pattern.sh]=71 [test_partial_io.sh]=112
+	[test_race.sh]=98 [test_fio.sh]=73 [test_reload.sh]=167
+	[test_discard.sh]=163 [test_readonly.sh]=170 [test_faults.sh]=120
+	[test_flush.sh]=105 [test_status.sh]=139 [test_corctl.sh]=124
+	[test_tools.sh]=58 [test_hydration.sh]=274 [test_stacking.sh]=87
+	[test_replay.sh]=231 [test_metadata.sh]=253
 )
 
 # spread_tests N TEST...: print N lines of tests, the longest placed first,
