@@ -218,6 +218,7 @@ else
 		mapfile -t groups < <(spread_tests "${DMCOR_DEBUG_VMS:-2}" "${tests[@]}")
 		t0=$(date +%s)
 		pids=() outs=()
+		rm -f build/selftests-debug-*.rc
 		for i in "${!groups[@]}"; do
 			[ -n "${groups[i]}" ] || continue
 			out=build/vm/debug-selftests-$i
@@ -226,22 +227,24 @@ else
 			# bounds: a hang must not eat CI's time (a VM's share: ~20 min)
 			# shellcheck disable=SC2086
 			(
+				vm_t0=$(date +%s)
 				scripts/vm-run.sh --kernel-image "$dk" --out "$out" \
 					--timeout 3600 --env COR_TEST_TIMEOUT=900 \
 					-- tools/testing/selftests/dm-cor/run_tests.sh ${groups[i]} \
 					</dev/null >build/selftests-debug-$i.log 2>&1
-				echo $? >build/selftests-debug-$i.rc
+				echo "$? $(($(date +%s) - vm_t0))" >build/selftests-debug-$i.rc
 			) &
 			pids+=($!)
 		done
 		wait "${pids[@]}"
-		secs=$(($(date +%s) - t0))
+		results+=("        debug kernel VMs, side by side: $(($(date +%s) - t0)) s")
 		for i in "${!groups[@]}"; do
 			[ -n "${groups[i]}" ] || continue
 			echo "== output of debug VM $i"
 			cat "build/selftests-debug-$i.log"
+			read -r vm_rc vm_secs <"build/selftests-debug-$i.rc" || vm_rc=125
 			tally_selftests "the debug kernel, VM $i" "build/selftests-debug-$i.log" \
-				"$(cat "build/selftests-debug-$i.rc" 2>/dev/null || echo 125)" "$secs"
+				"${vm_rc:-125}" "${vm_secs:-?}"
 		done
 		what="debug kernel reports (KASAN, lockdep, kmemleak, atomic sleep)"
 		if scripts/debug-kernel-check.sh "${outs[@]}" >build/debug-reports.log 2>&1; then
