@@ -215,7 +215,9 @@ else
 		how="${how:-?}, $(cat build/debug-kernel.secs) s in the background"
 		record pass "debug kernel build ($(cat "$dk/kernel.release"): $how, waited $(($(date +%s) - t0)) s)"
 		read -ra tests <<<"${DMCOR_DEBUG_TESTS:-$(tools/testing/selftests/dm-cor/run_tests.sh --list | xargs)}"
-		mapfile -t groups < <(spread_tests "${DMCOR_DEBUG_VMS:-2}" "${tests[@]}")
+		vms=${DMCOR_DEBUG_VMS:-2}
+		[[ $vms =~ ^[1-9][0-9]*$ ]] || { echo "DMCOR_DEBUG_VMS=$vms: not a count; using 2"; vms=2; }
+		mapfile -t groups < <(spread_tests "$vms" "${tests[@]}")
 		t0=$(date +%s)
 		pids=() outs=()
 		rm -f build/selftests-debug-*.rc
@@ -236,6 +238,7 @@ else
 			) &
 			pids+=($!)
 		done
+		[ ${#pids[@]} -gt 0 ] || record fail "selftests on the debug kernel" "no test to run"
 		wait "${pids[@]}"
 		results+=("        debug kernel VMs, side by side: $(($(date +%s) - t0)) s")
 		for i in "${!groups[@]}"; do
