@@ -26,8 +26,8 @@
 # DIR is ${DMCOR_DEBUG_KERNEL_CACHE:-~/.cache/dm-cor/debug-kernel}/KEY, KEY
 # the sha256 of scripts/debug-kernel.config, the series patches (less their
 # commit ids and dates), the linux-source-6.12 package version and this
-# script's BUILD_EPOCH.  A cache
-# hit prints DIR at once.  Compiles go through ccache when it is installed.
+# script's BUILD_EPOCH.  A cache hit prints DIR at once.  Compiles go
+# through ccache when it is installed.
 # Boot it with: scripts/vm-run.sh --kernel-image DIR [--module KO] -- CMD
 set -euo pipefail
 
