@@ -226,12 +226,14 @@ else
 			out=build/vm/debug-selftests-$i
 			outs+=("$out")
 			echo "== selftests on the debug kernel, VM $i: ${groups[i]}"
-			# bounds: a hang must not eat CI's time (a VM's share: ~20 min)
+			# bounds: a hang must not eat CI's time (a VM's share: ~20 min);
+			# polls wait 3 times longer (the kernel is 2-4 times slower)
 			# shellcheck disable=SC2086
 			(
 				vm_t0=$(date +%s)
 				scripts/vm-run.sh --kernel-image "$dk" --out "$out" \
 					--timeout 3600 --env COR_TEST_TIMEOUT=900 \
+					--env COR_WAIT_TIMEOUT=60 \
 					-- tools/testing/selftests/dm-cor/run_tests.sh ${groups[i]} \
 					</dev/null >build/selftests-debug-$i.log 2>&1
 				echo "$? $(($(date +%s) - vm_t0))" >build/selftests-debug-$i.rc

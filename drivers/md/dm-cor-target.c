@@ -497,6 +497,10 @@ static void __metadata_failed(struct cor *cor, const char *op, int r)
  * destination (so every region the snapshot marks has its data on stable
  * storage), then write the metadata.  Also called with nothing to commit,
  * to flush the destination for a REQ_PREFLUSH.
+ *
+ * Fails in ro mode too: the commit that failed held marks that are now in
+ * core only, so no flush can make the writes behind them durable (dm-thin
+ * fails flushes in its read-only mode for the same reason).
  */
 static int commit_metadata(struct cor *cor)
 {
@@ -505,12 +509,12 @@ static int commit_metadata(struct cor *cor)
 
 	mutex_lock(&cor->shared->commit_lock);
 
-	if (get_mode(cor) == COR_MODE_FAIL) {
+	if (get_mode(cor) != COR_MODE_RW) {
 		r = -EIO;
 		goto out;
 	}
 
-	changed = get_mode(cor) == COR_MODE_RW && dm_cor_metadata_changed(cor->cmd);
+	changed = dm_cor_metadata_changed(cor->cmd);
 	if (changed) {
 		r = dm_cor_metadata_pre_commit(cor->cmd);
 		if (r) {
@@ -1594,6 +1598,7 @@ static void process_commit(struct cor *cor)
 static void do_worker(struct work_struct *work)
 {
 	struct cor *cor = container_of(work, struct cor, worker);
+	enum cor_mode mode;
 
 	process_hydration_batches(cor);
 	process_copy_queue(cor);
@@ -1607,8 +1612,12 @@ static void do_worker(struct work_struct *work)
 	    !test_and_set_bit(COR_HYDRATED_ANNOUNCED, &cor->flags)) {
 		DMINFO("%s: every region is hydrated",
 		       dm_device_name(dm_table_get_md(cor->ti->table)));
-		/* Whoever the event wakes finds the state on disk */
-		if (commit_metadata(cor))
+		/*
+		 * Whoever the event wakes finds the state on disk.  In ro and
+		 * fail mode the metadata failure was logged already.
+		 */
+		mode = get_mode(cor);
+		if (commit_metadata(cor) && mode == COR_MODE_RW)
 			DMERR("%s: commit after the last region was hydrated failed",
 			      dm_device_name(dm_table_get_md(cor->ti->table)));
 		dm_cor_metadata_release_hydrated(cor->cmd);
@@ -1744,6 +1753,7 @@ static void cor_presuspend_undo(struct dm_target *ti)
 static void cor_postsuspend(struct dm_target *ti)
 {
 	struct cor *cor = ti->private;
+	enum cor_mode mode;
 
 	cancel_delayed_work_sync(&cor->waker);
 	cancel_delayed_work_sync(&cor->hydration_waker);
@@ -1754,7 +1764,9 @@ static void cor_postsuspend(struct dm_target *ti)
 	WRITE_ONCE(cor->shared->hydration_active,
 		   test_bit(COR_HYDRATION_ACTIVE, &cor->flags));
 
-	if (commit_metadata(cor))
+	/* In ro and fail mode the metadata failure was logged already */
+	mode = get_mode(cor);
+	if (commit_metadata(cor) && mode == COR_MODE_RW)
 		DMERR("%s: commit at suspend failed",
 		      dm_device_name(dm_table_get_md(ti->table)));
 }

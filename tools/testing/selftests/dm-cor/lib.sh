@@ -900,21 +900,28 @@ expect_dev_matches_file()
 	return 1
 }
 
+# cor_tool NAME: print the path of the dm-cor tool NAME (tools/dm-cor/),
+# nothing if it is not built
+cor_tool()
+{
+	local t
+
+	for t in "$COR_TOOLS_DIR/$1" "$COR_REPO_ROOT/tools/dm-cor/$1" "/dm-cor/tools/dm-cor/$1"; do
+		[ -x "$t" ] && { echo "$t"; return 0; }
+	done
+	command -v "$1" 2>/dev/null
+}
+
 ########################################################################
 # Epilogue
 
 cor_meta_check_one()
 {
 	local m=$1 entry=${COR_META_PENDING[$1]} len o d mm r ro h0 d0 mode0
-	local tool t out rc st h1 d1 mode1 errs=()
+	local tool out rc st h1 d1 mode1 errs=()
 
 	read -r len o d mm r ro h0 d0 mode0 <<<"$entry"
-	tool=
-	for t in "$COR_TOOLS_DIR/cor_check" "$COR_REPO_ROOT/tools/dm-cor/cor_check" \
-		 /dm-cor/tools/dm-cor/cor_check; do
-		[ -x "$t" ] && { tool=$t; break; }
-	done
-	[ -n "$tool" ] || tool=$(command -v cor_check 2>/dev/null)
+	tool=$(cor_tool cor_check)
 	if [ -n "$tool" ]; then
 		out=$("$tool" "$m" 2>&1)
 		rc=$?

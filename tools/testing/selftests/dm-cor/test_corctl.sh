@@ -24,12 +24,7 @@
 
 cor_test_init
 
-CORCTL=
-for t in "$COR_TOOLS_DIR/corctl" "$COR_REPO_ROOT/tools/dm-cor/corctl" \
-	 /dm-cor/tools/dm-cor/corctl; do
-	[ -x "$t" ] && { CORCTL=$t; break; }
-done
-[ -n "$CORCTL" ] || CORCTL=$(command -v corctl 2>/dev/null)
+CORCTL=$(cor_tool corctl)
 [ -n "$CORCTL" ] || ktap_skip_all "corctl not built (make -C tools/dm-cor -f corctl.mk)"
 
 ktap_plan 11

@@ -313,7 +313,22 @@ wait_write_progress()
 st_suspend_under_fio()
 {
 	local job=$COR_TMP/reload.fio iolog=$COR_TMP/iolog written=$COR_TMP/written
-	local t cycles=0 i rc end out extra missing msg
+	local t cycles=0 i rc end out extra missing msg t0 ms secs
+
+	# What one cycle costs here with no I/O (4 dmsetup calls, ~1 s on a
+	# stock kernel, several on the debug one): the writer's 4 MiB are
+	# spread over 12 of them (16 s at least), so that a cycle under fio,
+	# slower than an idle one, still fits 3 times and more
+	t=$(dmsetup table "$NAME")
+	t0=$(date +%s%N)
+	{ dmsetup suspend "$NAME" && dmsetup resume "$NAME" &&
+	  dmsetup load "$NAME" --table "$t" && dmsetup resume "$NAME"; } ||
+		{ fail "idle suspend/reload cycle failed"; return 1; }
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	secs=$(((12 * ms + 999) / 1000))
+	[ "$secs" -ge 16 ] || secs=16
+	[ "$secs" -le $((FIO_TIMEOUT / 2)) ] || secs=$((FIO_TIMEOUT / 2))
+	ktap_diag "idle cycle: $ms ms; the writer runs for ~$secs s"
 
 	cat >"$job" <<EOF
 [global]
@@ -329,8 +344,7 @@ randseed=$FIO_SEED
 rw=randwrite
 offset=4M
 size=4M
-# 16 s of writes: room for 3 cycles even on a debug kernel
-rate=,256k
+rate=,$((4096 / secs))k
 verify=crc32c
 verify_fatal=1
 serialize_overlap=1
@@ -343,7 +357,6 @@ rate=2m
 time_based=1
 runtime=8
 EOF
-	t=$(dmsetup table "$NAME")
 	timeout -k 10 "$FIO_TIMEOUT" fio "$job" >"$COR_TMP/fio.out" 2>&1 &
 	FIO_PID=$!
 	# suspend/resume, then reload the same table, each time after fio has

@@ -73,11 +73,7 @@ RANDOM_POINTS=${COR_REPLAY_RANDOM:-150}
 
 cor_test_init
 [ -x "$COR_REPLAY" ] || ktap_skip_all "cor-replay not built (make -C $COR_SELFTEST_DIR)"
-COR_CHECK=
-for t in "$COR_TOOLS_DIR/cor_check" "$COR_REPO_ROOT/tools/dm-cor/cor_check" \
-	 /dm-cor/tools/dm-cor/cor_check "$(command -v cor_check 2>/dev/null)"; do
-	[ -n "$t" ] && [ -x "$t" ] && { COR_CHECK=$t; break; }
-done
+COR_CHECK=$(cor_tool cor_check)
 [ -n "$COR_CHECK" ] || ktap_skip_all "cor_check not built (make tools)"
 for m in log-writes snapshot; do
 	dmsetup targets | grep -qw "^$m" || modprobe "dm-$m" >/dev/null 2>&1
