@@ -24,9 +24,9 @@
 #   DIR/dm-cor-builtin  exists when CONFIG_DM_COR=y
 #   DIR/series/       the patches applied (a snapshot)
 # DIR is ${DMCOR_DEBUG_KERNEL_CACHE:-~/.cache/dm-cor/debug-kernel}/KEY, KEY
-# the sha256 of scripts/debug-kernel.config, the series patches (less their
-# commit ids and dates), the linux-source-6.12 package version and this
-# script's BUILD_EPOCH.  A cache hit prints DIR at once.  Compiles go
+# the sha256 of scripts/debug-kernel.config, the diffs of the series that
+# go into the kernel (not Documentation/, tools/, MAINTAINERS), the
+# linux-source-6.12 package version and this script's BUILD_EPOCH.  A cache hit prints DIR at once.  Compiles go
 # through ccache when it is installed.
 # Boot it with: scripts/vm-run.sh --kernel-image DIR [--module KO] -- CMD
 set -euo pipefail
@@ -84,8 +84,11 @@ key=$( {
 	cat "$FRAGMENT"
 	for p in "${patches[@]}"; do
 		echo "patch ${p##*/}"
-		# not the commit id and date that each make-series.sh run renews
-		sed -e '1{/^From [0-9a-f]\{40\} /d}' -e '/^Date: /d' "$p"
+		# only the diffs that go into the kernel: not the commit message
+		# (with the id and date each make-series.sh run renews), nor
+		# Documentation/, tools/ or MAINTAINERS (a test change reuses it)
+		awk '/^diff --git / { keep = $3 !~ /^a\/(Documentation|tools)\// && $3 != "a/MAINTAINERS" }
+		     keep' "$p"
 	done
 } | sha256sum | cut -c1-16)
 if ((print_key)); then
