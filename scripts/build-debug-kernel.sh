@@ -26,8 +26,9 @@
 # DIR is ${DMCOR_DEBUG_KERNEL_CACHE:-~/.cache/dm-cor/debug-kernel}/KEY, KEY
 # the sha256 of scripts/debug-kernel.config, the diffs of the series that
 # go into the kernel (not Documentation/, tools/, MAINTAINERS), the
-# linux-source-6.12 package version and this script's BUILD_EPOCH.  A cache hit prints DIR at once.  Compiles go
-# through ccache when it is installed.
+# linux-source-6.12 package version and this script's BUILD_EPOCH.  A
+# cache hit prints DIR at once.  Compiles go through ccache when it is
+# installed.
 # Boot it with: scripts/vm-run.sh --kernel-image DIR [--module KO] -- CMD
 set -euo pipefail
 

@@ -307,7 +307,8 @@ st_dest_write_errors()
 	expect_eq "$(cor_status_fields fl hydrated origin_read_errors mode)" "3 0 rw" \
 		"hydrated origin_read_errors mode" || return
 	# rate-limited per call site (10 in 5 s): 4 failed before these
-	klog_new_since "$k0" | grep -q 'cor: .*copy of region .* failed (destination write error)' ||
+	klog_new_since "$k0" |
+		grep -q 'cor: .*copy of region .* failed (destination write error)' ||
 		{ fail "no kernel log line for the failed copies"; return 1; }
 
 	flakey_switch fdest "$d3" up || return
