@@ -62,12 +62,12 @@ vm_selftests() {
 # side: the weights that spread the suite over the debug VMs.  A test not
 # listed counts 100.
 declare -A debug_secs=(
-	[test_ctr.sh]=152 [test_pattern.sh]=71 [test_partial_io.sh]=112
-	[test_race.sh]=98 [test_fio.sh]=73 [test_reload.sh]=167
-	[test_discard.sh]=163 [test_readonly.sh]=170 [test_faults.sh]=120
-	[test_flush.sh]=105 [test_status.sh]=139 [test_corctl.sh]=124
-	[test_tools.sh]=58 [test_hydration.sh]=274 [test_stacking.sh]=87
-	[test_replay.sh]=231 [test_metadata.sh]=253
+	[test_ctr.sh]=128 [test_pattern.sh]=70 [test_partial_io.sh]=66
+	[test_race.sh]=88 [test_fio.sh]=44 [test_reload.sh]=102
+	[test_discard.sh]=141 [test_readonly.sh]=115 [test_faults.sh]=117
+	[test_flush.sh]=99 [test_status.sh]=136 [test_corctl.sh]=111
+	[test_tools.sh]=63 [test_hydration.sh]=365 [test_stacking.sh]=66
+	[test_replay.sh]=252 [test_metadata.sh]=309
 )
 
 # spread_tests N TEST...: print N lines of tests, the longest placed first,
