@@ -671,9 +671,9 @@ st_fio()
 	local dev h0 a0 h1 a1 n extra missing want t0 msg
 
 	new_devs fh || return
-	# Two regions in flight: copies race fio's writes, yet hydration does
-	# not finish before fio starts even on the debug kernel (4 in flight
-	# of 2 regions each had hydrated 214 of 512 regions by then)
+	# Two regions in flight: copies race fio's writes, yet hydration is
+	# far from done when fio starts, even on the debug kernel (with 4 in
+	# flight in batches of 2 it had hydrated 214 of 512 regions by then)
 	cor_create fh "$ODELAY" "$D_DEST" "$D_META" "$REGION" \
 		hydration_threshold 2 hydration_batch_size 1 ||
 		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
