@@ -25,7 +25,7 @@
 #   DIR/series/       the patches applied (a snapshot)
 # DIR is ${DMCOR_DEBUG_KERNEL_CACHE:-~/.cache/dm-cor/debug-kernel}/KEY, KEY
 # the sha256 of scripts/debug-kernel.config, the diffs of the series that
-# go into the kernel (not Documentation/, tools/, MAINTAINERS), the
+# can go into the kernel (not the selftests, .rst files, MAINTAINERS), the
 # linux-source-6.12 package version and this script's BUILD_EPOCH.  A
 # cache hit prints DIR at once.  Compiles go through ccache when it is
 # installed.
@@ -85,10 +85,15 @@ key=$( {
 	cat "$FRAGMENT"
 	for p in "${patches[@]}"; do
 		echo "patch ${p##*/}"
-		# only the diffs that go into the kernel: not the commit message
-		# (with the id and date each make-series.sh run renews), nor
-		# Documentation/, tools/ or MAINTAINERS (a test change reuses it)
-		awk '/^diff --git / { keep = $3 !~ /^a\/(Documentation|tools)\// && $3 != "a/MAINTAINERS" }
+		# only the diffs that can go into the kernel: not the commit
+		# message (with the id and date each make-series.sh run renews),
+		# nor the selftests, .rst files or MAINTAINERS (a test or doc
+		# change reuses the kernel; tools/objtool and Kconfig files count)
+		awk 'function doc(f) {
+			return f ~ /^[ab]\/tools\/testing\/selftests\// ||
+			       f ~ /^[ab]\/Documentation\/.*\.rst$/ || f ~ /^[ab]\/MAINTAINERS$/
+		     }
+		     /^diff --git / { keep = !(doc($3) && doc($4)) }
 		     keep' "$p"
 	done
 } | sha256sum | cut -c1-16)

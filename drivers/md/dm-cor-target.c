@@ -493,6 +493,17 @@ static void __metadata_failed(struct cor *cor, const char *op, int r)
 }
 
 /*
+ * A table that took over the metadata in a reload was built before the
+ * old table's last commit, which may have failed since: it must not stay
+ * in rw mode.  Caller holds the shared commit_lock.
+ */
+static void __inherit_metadata_failure(struct cor *cor)
+{
+	if (get_mode(cor) == COR_MODE_RW && dm_cor_metadata_failed(cor->cmd))
+		__set_mode(cor, COR_MODE_RO);
+}
+
+/*
  * The one commit path: snapshot the changed bitmap blocks, flush the
  * destination (so every region the snapshot marks has its data on stable
  * storage), then write the metadata.  Also called with nothing to commit,
@@ -509,6 +520,7 @@ static int commit_metadata(struct cor *cor)
 
 	mutex_lock(&cor->shared->commit_lock);
 
+	__inherit_metadata_failure(cor);
 	if (get_mode(cor) != COR_MODE_RW) {
 		r = -EIO;
 		goto out;
@@ -1643,6 +1655,7 @@ static int cor_map(struct dm_target *ti, struct bio *bio)
 {
 	struct cor *cor = ti->private;
 	struct cor_bio_ctx *ctx = bio_ctx(bio);
+	int r;
 
 	ctx->op = NULL;
 	ctx->flags = 0;
@@ -1662,7 +1675,11 @@ static int cor_map(struct dm_target *ti, struct bio *bio)
 		atomic_inc(&cor->user_ios);
 		if (bio_unchanged(bio))
 			atomic64_inc(&cor->unchanged_writes);
-		return map_data_bio(cor, bio);
+		r = map_data_bio(cor, bio);
+		/* dm calls no end_io for a killed bio */
+		if (r == DM_MAPIO_KILL)
+			atomic_dec(&cor->user_ios);
+		return r;
 	case REQ_OP_DISCARD:
 		defer_bio(cor, &cor->deferred_discards, bio);
 		return DM_MAPIO_SUBMITTED;
@@ -1774,6 +1791,11 @@ static void cor_postsuspend(struct dm_target *ti)
 static void cor_resume(struct dm_target *ti)
 {
 	struct cor *cor = ti->private;
+
+	/* Before the first bio: the old table's suspend may have failed */
+	mutex_lock(&cor->shared->commit_lock);
+	__inherit_metadata_failure(cor);
+	mutex_unlock(&cor->shared->commit_lock);
 
 	clear_bit(COR_SUSPENDED, &cor->flags);
 	if (test_and_clear_bit(COR_BACKGROUND_HYDRATION_PENDING, &cor->flags) ||

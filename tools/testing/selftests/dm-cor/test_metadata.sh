@@ -55,7 +55,7 @@ done
 [ -z "$TOOLS" ] && command -v cor_check >/dev/null 2>&1 &&
 	TOOLS=$(dirname "$(command -v cor_check)")
 [ -n "$TOOLS" ] || ktap_skip_all "the dm-cor tools are not built (make -C tools/dm-cor)"
-ktap_plan 8
+ktap_plan 9
 
 SEED=$((RANDOM * 32768 + RANDOM))
 REGION=64			# sectors (32 KiB): 512 regions, one block per bitmap
@@ -406,7 +406,9 @@ st_ro_mode()
 	expect_io_error "ro: discard of hydrated region 2" \
 		blkdiscard -f -o $((2 * REGION * 512)) -l $((REGION * 512)) "$COR_A" || return
 	# flushes fail: region 20's marks never reached the disk, so a flush
-	# cannot promise that the writes before it survive a crash
+	# cannot promise that the writes before it survive a crash (dd's
+	# O_SYNC write is a FUA write followed by a flush: the FUA path is
+	# checked only together with the flush)
 	expect_io_error "ro: flush" fsync_dev "$COR_A" &&
 	expect_io_error "ro: FUA write to dirty region 10" \
 		dd_write_sync "$DATA" 240 "$COR_A" $((10 * REGION + 4)) 4 || return
@@ -540,6 +542,51 @@ st_fail_mode()
 		"$dev" 0 "$ORIGIN_SECTORS" "$m2" || return
 	wait_quiet cb || return
 	cor_remove cb
+}
+
+# The new table of a reload is built while the old one is live; the old
+# table's commit fails after that (the bitmap blocks fail): the new table
+# must start in ro mode, not rw, and fail flushes
+st_reload_commit_fails()
+{
+	local dev table e0 log out m4=$COR_TMP/model4
+
+	dev=$(dm_path cd)
+	cp "$ORIGIN_MODEL" "$m4" || return
+	zero_dev "$MLIN2" || { fail "cannot zero $MLIN2"; return 1; }
+	table=$(cor_table "$ORIGIN" "$DEST" "$MLIN2" "$REGION")
+	cor_create cd "$ORIGIN" "$DEST" "$MLIN2" "$REGION" ||
+		{ fail "create: $COR_LAST_OUTPUT"; return 1; }
+	dm_reload mlin2 "0 16 linear $(dm_path meta2) 0
+16 $((MSECT - 16)) error" --nolockfs || return
+	out=$(printf '%s\n' "$table" | dmsetup load "$(dm_name cd)" 2>&1) ||
+		{ fail "load of the new table: $out"; return 1; }
+	# a mark only in core, committed by the old table (periodically or at
+	# its suspend), which fails
+	dd_write "$DATA" 0 "$dev" $((7 * REGION)) "$REGION" ||
+		{ fail "write of region 7"; return 1; }
+	model_write "$m4" "$DATA" 0 $((7 * REGION)) "$REGION"
+	e0=$(event_nr cd)
+	klog_mark
+	out=$(dmsetup resume "$(dm_name cd)" 2>&1) || { fail "resume: $out"; return 1; }
+	expect_eq "$(cor_status_field cd mode)" ro "mode of the new table" || return
+	log=$(klog_since_mark)
+	ktap_diag "kernel log:" "$(grep 'cor:' <<<"$log")"
+	expect_io_error "new table (ro): flush" fsync_dev "$dev" &&
+	expect_io_error "new table (ro): write to unhydrated region 8" \
+		dd_write "$DATA" 64 "$dev" $((8 * REGION)) "$REGION" || return
+	expect_dev_matches_file "new table (ro): regions 0-15" \
+		"$dev" 0 $((16 * REGION)) "$m4" || return
+	expect_cmp "$(event_nr cd)" -gt "$e0" "dm event number after the resume" || return
+	grep -qE 'cor: .*switching to ro mode' <<<"$log" ||
+		{ fail "no kernel log line for the switch to ro mode"; return 1; }
+
+	# the flag is on disk; cleared, the last commit (nothing) loads
+	dm_reload mlin2 "0 $MSECT linear $(dm_path meta2) 0" --nolockfs || return
+	cor_remove cd || return
+	expect_eq "$(needs_check "$MLIN2")" yes "needs check after the failed reload" || return
+	expect_ok "cor_check --clear-needs-check-flag" \
+		"$TOOLS/cor_check" --clear-needs-check-flag "$MLIN2"
 }
 
 ########################################################################
@@ -925,6 +972,8 @@ run_subtest "needs-check on disk: load refused; cor_repair, cor_check --clear-..
 	st_needs_check
 run_subtest "metadata device fails: fail mode, every bio EIO, reload ro, last commit loads" \
 	st_fail_mode
+run_subtest "reload whose old table's commit fails: the new table starts ro, flushes fail" \
+	st_reload_commit_fails
 run_subtest "hostile superblocks: refused with one reason line, cor_check detects" \
 	st_hostile_superblocks
 run_subtest "hostile bitmap blocks and truncated devices: refused, cor_check detects" \
