@@ -279,8 +279,8 @@ int dm_cor_metadata_pre_commit(struct dm_cor_metadata *cmd)
 	unsigned int target_area = cmd->active_area ^ 1;
 	unsigned long nr_blocks = DM_COR_NR_BITMAPS * cmd->bitmap_blocks;
 	int kinds[] = { DM_COR_BITMAP_DIRTY, DM_COR_BITMAP_HYDRATED };
+	unsigned long i, dirty, hydrated;
 	struct dm_buffer *buf;
-	unsigned long i;
 	unsigned int k;
 	void *block;
 
@@ -295,6 +295,18 @@ int dm_cor_metadata_pre_commit(struct dm_cor_metadata *cmd)
 	bitmap_zero(cmd->changed_blocks, nr_blocks);
 	cmd->changed = false;
 	spin_unlock_irq(&cmd->lock);
+
+	/*
+	 * A region marked from here on can show up in a dirty block copied
+	 * below: the hydrated block covering it must then be written too,
+	 * after it, or the area would hold a dirty bit without its hydrated
+	 * bit.  Marks set both bits together, dirty blocks are copied first.
+	 */
+	dirty = DM_COR_BITMAP_DIRTY * cmd->bitmap_blocks;
+	hydrated = DM_COR_BITMAP_HYDRATED * cmd->bitmap_blocks;
+	i = dirty;
+	for_each_set_bit_from(i, cmd->commit_blocks, dirty + cmd->bitmap_blocks)
+		__set_bit(hydrated + i - dirty, cmd->commit_blocks);
 
 	for (k = 0; k < ARRAY_SIZE(kinds); k++) {
 		unsigned long base = kinds[k] * cmd->bitmap_blocks;

@@ -1271,30 +1271,40 @@ static void advance_ceiling(__u64 limit)
 	}
 }
 
+static bool droppable(__u64 i)
+{
+	return !(ents[i].flags & (LOG_MARK_FLAG | LOG_DISCARD_FLAG)) && ents[i].nr &&
+	       ents[i].sector * ss < dest_bytes;
+}
+
 /*
  * --inject-drop-batch K: do not apply the destination writes logged between
  * the (K-1)-th and the K-th durability mark after the start mark, i.e. the
- * data that the K-th flush or FUA write made durable.
+ * data that the K-th flush or FUA write made durable.  Should that batch
+ * hold no destination write (two flushes in a row), the next one that
+ * does is taken.
  */
 static void setup_injection(__u64 start)
 {
-	__u64 i, m0 = start, m = nents, dropped = 0;
+	__u64 i, m0 = start, m = nents, dropped = 0, nr = 0;
 	int k = 0;
 
 	for (i = start; i < nents; i++) {
-		if (ents[i].mark < 0)
+		if (ents[i].mark < 0) {
+			nr += droppable(i);
 			continue;
-		if (++k == rp.inject) {
+		}
+		if (++k >= rp.inject && nr) {
 			m = i;
 			break;
 		}
 		m0 = i;
+		nr = 0;
 	}
 	if (m == nents)
-		die("no durability mark number %d to inject a fault at", rp.inject);
+		die("no durability mark from number %d on to inject a fault at", rp.inject);
 	for (i = m0; i < m; i++) {
-		if (!(ents[i].flags & (LOG_MARK_FLAG | LOG_DISCARD_FLAG)) && ents[i].nr &&
-		    ents[i].sector * ss < dest_bytes) {
+		if (droppable(i)) {
 			ents[i].drop = true;
 			dropped++;
 		}

@@ -53,7 +53,8 @@
 #    two user writes the tickets decide, after a copy or a discard the
 #    block may show either (counted in the output).
 # 3. The same replay with a fault injected (--inject-drop-batch 3: the
-#    destination writes logged between the 2nd and 3rd durability marks,
+#    destination writes logged between the 2nd and 3rd durability marks
+#    (or the next two with any destination write between them),
 #    i.e. what one flush or FUA write made durable, are not applied) must
 #    report a violation at once, and the cor device loaded on that state
 #    must show it too: the checks can fail.
