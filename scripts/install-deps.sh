@@ -18,7 +18,7 @@ PACKAGES=(
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 linux-source-6.12
 	build-essential bc sparse perl libdevmapper-dev ccache flex bison libelf-dev unifdef git python3
 	# guest userspace (tests, demo)
-	dmsetup fio util-linux mount bsdextrautils e2fsprogs diffutils gawk
+	dmsetup fio util-linux mount bsdextrautils e2fsprogs xfsprogs diffutils gawk
 	coreutils grep sed findutils procps
 )
 

@@ -280,6 +280,7 @@ struct cor {
 #define COR_BIO_USER_IO		BIT(2)	/* counted in cor->user_ios */
 #define COR_BIO_ORIGIN_READ	BIT(3)	/* a read remapped to the origin */
 #define COR_BIO_NO_COLD_READ	BIT(4)	/* its cold read failed: origin only */
+#define COR_BIO_FUA		BIT(5)	/* a FUA write, completed after a commit */
 
 struct cor_bio_ctx {
 	struct region_op *op;	/* op this bio holds, released at its end_io */
@@ -1675,6 +1676,19 @@ static int cor_map(struct dm_target *ti, struct bio *bio)
 		atomic_inc(&cor->user_ios);
 		if (bio_unchanged(bio))
 			atomic64_inc(&cor->unchanged_writes);
+		if (bio->bi_opf & REQ_FUA) {
+			/*
+			 * Completed only after a commit, which flushes the
+			 * destination, so FUA would only force a second write
+			 * through.  And it would let the write overtake, in
+			 * dm-log-writes' log (FUA writes are logged at once,
+			 * others at the next flush), the copy of its region
+			 * that it waited for: a replay of the log would then
+			 * put the origin's data over the write.
+			 */
+			bio->bi_opf &= ~REQ_FUA;
+			ctx->flags |= COR_BIO_FUA;
+		}
 		r = map_data_bio(cor, bio);
 		/* dm calls no end_io for a killed bio */
 		if (r == DM_MAPIO_KILL)
@@ -1742,7 +1756,7 @@ static int cor_endio(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 		dm_cor_mark_regions(cor->cmd, ctx->region, 1, true);
 	}
 
-	if ((bio->bi_opf & REQ_FUA) && !*error) {
+	if ((ctx->flags & COR_BIO_FUA) && !*error) {
 		defer_bio(cor, &cor->deferred_completions, bio);
 		return DM_ENDIO_INCOMPLETE;
 	}

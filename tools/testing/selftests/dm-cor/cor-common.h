@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <linux/dm-ioctl.h>
 #include <linux/fs.h>
 #include <linux/types.h>
 
@@ -198,8 +199,8 @@ static enum cor_parse_result cor_parse(const void *buf, size_t bsize,
 }
 
 /* Human-readable description of what a block holds. */
-static void cor_describe(const void *buf, size_t bsize, char *out, size_t n,
-			 void *scratch)
+static inline void cor_describe(const void *buf, size_t bsize, char *out, size_t n,
+				 void *scratch)
 {
 	struct cor_hdr h;
 	const __u8 *p = buf;
@@ -366,13 +367,50 @@ static __u64 parse_u64(const char *s, const char *what)
 	return v;
 }
 
-static size_t parse_bsize(const char *s)
+static inline size_t parse_bsize(const char *s)
 {
 	__u64 v = parse_u64(s, "block size");
 
 	if (v < 512 || v > (1 << 20) || (v & (v - 1)))
 		die("block size must be a power of two between 512 and 1048576");
 	return (size_t)v;
+}
+
+static inline unsigned int parse_uint(const char *s, const char *what)
+{
+	__u64 v = parse_u64(s, what);
+
+	if (v > 1000000000)
+		die("%s too large", what);
+	return (unsigned int)v;
+}
+
+/* ------------------------------------------------------------ dm-log-writes */
+
+/* The log format (drivers/md/dm-log-writes.c), little-endian */
+#define LOG_FLUSH_FLAG		(1U << 0)
+#define LOG_FUA_FLAG		(1U << 1)
+#define LOG_DISCARD_FLAG	(1U << 2)
+#define LOG_MARK_FLAG		(1U << 3)
+#define WRITE_LOG_MAGIC		0x6a736677736872ULL
+#define WRITE_LOG_VERSION	1
+#define LOG_ENTRY_HDR		32
+
+/* Send "mark TEXT" to the dm-log-writes device NAME through /dev/mapper/control. */
+static inline int dm_log_mark(int ctl_fd, const char *name, const char *text)
+{
+	__u64 buf[(sizeof(struct dm_ioctl) + sizeof(struct dm_target_msg) + 128) / 8];
+	struct dm_ioctl *io = (struct dm_ioctl *)buf;
+	struct dm_target_msg *tm;
+
+	memset(buf, 0, sizeof(buf));
+	io->version[0] = DM_VERSION_MAJOR;
+	io->data_size = sizeof(buf);
+	io->data_start = sizeof(*io);
+	snprintf(io->name, sizeof(io->name), "%s", name);
+	tm = (struct dm_target_msg *)((char *)buf + io->data_start);
+	snprintf(tm->message, 128, "mark %s", text);
+	return ioctl(ctl_fd, DM_TARGET_MSG, io) ? -errno : 0;
 }
 
 #endif /* COR_COMMON_H */

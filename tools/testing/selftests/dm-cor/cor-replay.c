@@ -50,12 +50,12 @@
  *     --load-cold unhydrated ones) must equal what the replayed devices
  *     present; then "HOOK unload P".
  *
- * The log order is not always the disk's: dm-log-writes logs a FUA write
- * when it completes and a plain write only at the next flush, so a plain
- * write of the same block logged after a FUA write, at most one FLUSH entry
- * later, may have completed first.  For two user writes the tickets tell
- * (the older one is not applied over the newer); for a copy or a discard
- * logged after FUA data, the block may show either.
+ * dm-log-writes logs a FUA write when it completes and a plain write only
+ * at the next flush, so a plain write logged after a FUA write may have
+ * completed first: the log order would not be the disk's.  The cor target
+ * passes no FUA write down (it completes FUA writes after a commit, which
+ * flushes the destination), so its log is in completion order and is
+ * replayed strictly: a FUA entry in the destination is itself a violation.
  *
  * Workload options: --writes N (write and discard operations, default
  * 3000), --writers T (default 2), --stripe B (blocks, default 8),
@@ -80,16 +80,6 @@
 #include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <linux/dm-ioctl.h>
-
-#define BIT(n)			(1U << (n))
-#define LOG_FLUSH_FLAG		BIT(0)
-#define LOG_FUA_FLAG		BIT(1)
-#define LOG_DISCARD_FLAG	BIT(2)
-#define LOG_MARK_FLAG		BIT(3)
-#define WRITE_LOG_MAGIC		0x6a736677736872ULL
-#define WRITE_LOG_VERSION	1
-#define LOG_ENTRY_HDR		32
 
 /* dm-cor on-disk format (drivers/md/dm-cor-format.h) */
 #define COR_MD_BLOCK		4096
@@ -165,25 +155,6 @@ static void fail_run(const char *fmt, ...)
 	atomic_store(&failed, true);
 }
 
-/* Send "mark TEXT" to the dm device NAME. */
-static int dm_mark(const char *name, const char *text)
-{
-	__u64 buf[(sizeof(struct dm_ioctl) + sizeof(struct dm_target_msg) + 128) / 8];
-	struct dm_ioctl *io = (struct dm_ioctl *)buf;
-	struct dm_target_msg *tm;
-
-	memset(buf, 0, sizeof(buf));
-	io->version[0] = DM_VERSION_MAJOR;
-	io->data_size = sizeof(buf);
-	io->data_start = sizeof(*io);
-	snprintf(io->name, sizeof(io->name), "%s", name);
-	tm = (struct dm_target_msg *)((char *)buf + io->data_start);
-	snprintf(tm->message, 128, "mark %s", text);
-	if (ioctl(ctl_fd, DM_TARGET_MSG, io))
-		return -errno;
-	return 0;
-}
-
 /* After a flush or FUA write returned: mark the log, record the mark. */
 static void durable_mark(char kind, __u64 d)
 {
@@ -194,7 +165,7 @@ static void durable_mark(char kind, __u64 d)
 	pthread_mutex_lock(&mark_lock);
 	id = nmarks;
 	snprintf(text, sizeof(text), MARK_PREFIX "%llu", id);
-	r = dm_mark(ro.mark_dev, text);
+	r = dm_log_mark(ctl_fd, ro.mark_dev, text);
 	if (r) {
 		pthread_mutex_unlock(&mark_lock);
 		fail_run("mark %s on %s failed: %s", text, ro.mark_dev, strerror(-r));
@@ -525,18 +496,8 @@ static __u32 *hist, *hist_off, *hist_len;	/* op indices by block */
 static __u32 *by_ctick, *by_stick;
 static __s32 *floor_pos, *floor_mark, *ceil_pos;
 static __s64 *dtag;			/* what the destination block holds */
-/*
- * dm-log-writes logs a FUA write when it completes, but a plain write (or
- * discard) only at the next flush.  A plain write to the same block that
- * is logged after a FUA entry, with at most one FLUSH entry in between
- * (the flushes of one device do not overlap), may have completed before
- * the FUA write: then the device holds the FUA data, not what the log
- * order says.  alt_tag[] is the FUA entry's data in that case (else
- * TAG_NONE), and a block may show either.
- */
-static __s64 *alt_tag, *fua_tag;
-static __u64 *fua_flushes;		/* FLUSH entries seen at its last FUA write */
-static __u64 nflush_seen, ambiguous_used, ambiguous_set, fua_reordered;
+/* FUA writes to the destination logged since the last point, and in all */
+static __u64 fua_dest_pending, fua_dest_writes, fua_dest_first;
 static __u8 *hyd;			/* emulated hydrated bits, per region */
 static __u64 nregions, region_blocks, dest_bytes;
 
@@ -910,44 +871,6 @@ static int emu_meta(char *why, size_t n)
 	return 0;
 }
 
-/* The write op that wrote version @v of block @b, or NULL. */
-static const struct op *find_write(__u64 b, __s64 v)
-{
-	__u32 j;
-
-	for (j = 0; v > 0 && j < hist_len[b]; j++) {
-		const struct op *o = &ops[hist[hist_off[b] + j]];
-
-		if (o->kind == 'w' && o->version == (__u64)v)
-			return o;
-	}
-	return NULL;
-}
-
-/*
- * A plain write logged after a FUA write of block @b, with at most one
- * FLUSH entry in between: which one completed first?  Two user writes tell
- * by their tickets; anything else (a copy of the region, a discard) stays
- * ambiguous: either may be what the device holds.
- */
-static void resolve_fua(__u64 b)
-{
-	const struct op *w = find_write(b, dtag[b]), *f = find_write(b, fua_tag[b]);
-
-	alt_tag[b] = TAG_NONE;
-	if (w && f && w->stick > f->ctick)
-		return;			/* log order is right */
-	if (w && f && w->ctick < f->stick) {
-		/* the plain write is older: the device holds the FUA data */
-		cor_fill(image + b * bsize, bsize, seed, b, fua_tag[b]);
-		dtag[b] = fua_tag[b];
-		fua_reordered++;
-		return;
-	}
-	alt_tag[b] = fua_tag[b];
-	ambiguous_set++;
-}
-
 /* ------------------------------------------------------------ checks */
 
 struct point {
@@ -1053,10 +976,6 @@ static void report_block(const struct point *pt, __u64 b, __s64 t)
 	violation(pt, "block %llu (byte %llu, region %llu, %s) presents %s; %s; %s",
 		  b, b * bsize, r,
 		  hyd[r] ? "hydrated" : "NOT hydrated in the replayed metadata", have, allow, fl);
-	if (hyd[r] && alt_tag[b] != TAG_NONE) {
-		tag_str(alt_tag[b], have, sizeof(have));
-		violation(pt, "... or block %llu presents %s (a FUA write logged before)", b, have);
-	}
 }
 
 static unsigned long long check_view(const struct point *pt)
@@ -1070,11 +989,6 @@ static unsigned long long check_view(const struct point *pt)
 
 		if (!hist_len[b] ? t == 0 : block_ok(b, t, NULL, 0))
 			continue;
-		if (h && alt_tag[b] != TAG_NONE &&
-		    (!hist_len[b] ? alt_tag[b] == 0 : block_ok(b, alt_tag[b], NULL, 0))) {
-			ambiguous_used++;
-			continue;
-		}
 		bad++;
 		report_block(pt, b, t);
 	}
@@ -1351,9 +1265,6 @@ static int cmd_replay(void)
 	floor_mark = malloc(nblocks * sizeof(*floor_mark));
 	ceil_pos = malloc(nblocks * sizeof(*ceil_pos));
 	dtag = malloc(nblocks * sizeof(*dtag));
-	alt_tag = malloc(nblocks * sizeof(*alt_tag));
-	fua_tag = malloc(nblocks * sizeof(*fua_tag));
-	fua_flushes = calloc(nblocks, sizeof(*fua_flushes));
 	hyd = calloc(nregions, 1);
 	origin_img = xalloc_aligned(nblocks * bsize);
 	origin_have = calloc(nblocks, 1);
@@ -1362,7 +1273,6 @@ static int cmd_replay(void)
 	exp_blk = xalloc_aligned(bsize);
 	scratch = xalloc_aligned(bsize);
 	if (!page_dirty || !floor_pos || !floor_mark || !ceil_pos || !dtag || !hyd ||
-	    !alt_tag || !fua_tag || !fua_flushes ||
 	    !origin_have || !ceil_at || !is_ckpt)
 		die("out of memory");
 	for (i = 0; i < nblocks; i++) {
@@ -1370,8 +1280,6 @@ static int cmd_replay(void)
 		floor_mark[i] = -1;
 		ceil_pos[i] = -1;
 		dtag[i] = TAG_ZERO;
-		alt_tag[i] = TAG_NONE;
-		fua_tag[i] = TAG_NONE;
 	}
 	/* what was issued before the first ticket taken after a later mark */
 	for (cur = ~0ULL, i = nents; i-- > 0;) {
@@ -1423,27 +1331,17 @@ static int cmd_replay(void)
 			dirty_range(off, len);
 			if (off < dest_bytes) {
 				dest_writes++;
-				for (b = off / bsize; b * bsize < off + len && b < nblocks; b++) {
+				for (b = off / bsize; b * bsize < off + len && b < nblocks; b++)
 					dtag[b] = classify(image + b * bsize, b);
-					if (e->flags & LOG_FUA_FLAG) {
-						fua_tag[b] = dtag[b];
-						fua_flushes[b] = nflush_seen;
-						alt_tag[b] = TAG_NONE;
-					} else if (fua_tag[b] != TAG_NONE &&
-						   nflush_seen - fua_flushes[b] <= 1) {
-						resolve_fua(b);
-					} else {
-						alt_tag[b] = TAG_NONE;
-					}
-				}
+				if ((e->flags & LOG_FUA_FLAG) && !fua_dest_writes++)
+					fua_dest_first = i;
+				fua_dest_pending += !!(e->flags & LOG_FUA_FLAG);
 			}
 			if (off < rp.meta_off + rp.meta_len && off + len > rp.meta_off) {
 				meta_new_emu = true;
 				meta_new_check = true;
 			}
 		}
-		if (e->flags & LOG_FLUSH_FLAG)
-			nflush_seen++;
 		if (i < start || !is_ckpt[i])
 			continue;
 
@@ -1472,6 +1370,12 @@ static int cmd_replay(void)
 		}
 		if (!emu_ok) {
 			violation(&pt, "the kernel would refuse the replayed metadata: %s", why);
+			bad++;
+		}
+		if (fua_dest_pending) {
+			violation(&pt, "%llu FUA writes reached the destination since the last point (the first at entry %llu): the log may not be in completion order",
+				  fua_dest_pending, fua_dest_first);
+			fua_dest_pending = 0;
 			bad++;
 		}
 		if (rp.cor_check && meta_new_check) {
@@ -1507,12 +1411,8 @@ static int cmd_replay(void)
 	printf(" of %llu log entries; %llu destination writes applied\n", nents, dest_writes);
 	printf("cor-replay: cor_check ran %llu times, the cor device was loaded %llu times\n",
 	       cor_check_runs, loads_done);
-	printf("cor-replay: FUA data logged before an older user write kept %llu times;\n",
-	       fua_reordered);
-	printf("cor-replay: %llu times a block's FUA data was followed by a copy or discard\n",
-	       ambiguous_set);
-	printf("cor-replay: logged after it (either may be on disk; %llu checks needed it)\n",
-	       ambiguous_used);
+	printf("cor-replay: %llu FUA writes reached the destination (none may)\n",
+	       fua_dest_writes);
 	printf("cor-replay: time: %.1fs cor_check, %.1fs loads (%.1fs in the hook), %.1fs views\n",
 	       t_cor_check, t_load, t_hook, t_view);
 	printf("cor-replay: %llu violations at %llu points in %.1fs\n", nviolations,
@@ -1540,15 +1440,6 @@ static void show_usage(int code)
 		"         [--inject-drop-batch K]   (test only: drop a flushed batch)\n"
 		"Exit: 0 ok, 1 violation, 2 usage or setup error.\n");
 	exit(code);
-}
-
-static unsigned int parse_uint(const char *s, const char *what)
-{
-	__u64 v = parse_u64(s, what);
-
-	if (v > 1000000000)
-		die("%s too large", what);
-	return (unsigned int)v;
 }
 
 int main(int argc, char **argv)

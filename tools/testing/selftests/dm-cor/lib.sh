@@ -239,6 +239,18 @@ cor_require_cmd()
 	done
 }
 
+# cor_require_targets NAME...: dm targets the test needs (modules loaded
+# on demand), else skip
+cor_require_targets()
+{
+	local t
+
+	for t in "$@"; do
+		dmsetup targets | grep -qw "^$t" || modprobe "dm-$t" >/dev/null 2>&1
+		dmsetup targets | grep -qw "^$t" || ktap_skip_all "dm-$t not available"
+	done
+}
+
 # The disks are written to: refuse anything that looks in use.
 cor_check_disks()
 {
