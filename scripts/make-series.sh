@@ -29,8 +29,8 @@ if [ "${1:-}" = --check ]; then
 	shift
 fi
 out=$(realpath -m "${1:-$top/build/series}")
-src=$(dirname "$("$top/scripts/get-checkpatch.sh")")/..
-src=$(cd "$src" && pwd)
+tarball=/usr/src/linux-source-6.12.tar.xz
+[ -f "$tarball" ] || { echo "make-series: $tarball is missing (apt-get install linux-source-6.12)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 work=$tmp/tree		# the repository; messages live beside it in $tmp
@@ -47,10 +47,8 @@ cd "$work"
 git init -q .
 git config user.name "dm-cor developers"
 git config user.email "dm-cor@example.org"
-for f in "${files[@]}"; do
-	mkdir -p "$(dirname "$f")"
-	cp "$src/$f" "$f"
-done
+# only the files the series touches, straight from Debian's source tarball
+tar -xJf "$tarball" --strip-components=1 "${files[@]/#/linux-source-6.12/}"
 git add -A
 git commit -q -m "base: Debian linux-source-6.12 (files the series touches)"
 base=$(git rev-parse HEAD)

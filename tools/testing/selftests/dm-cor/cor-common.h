@@ -199,8 +199,8 @@ static enum cor_parse_result cor_parse(const void *buf, size_t bsize,
 }
 
 /* Human-readable description of what a block holds. */
-static inline void cor_describe(const void *buf, size_t bsize, char *out, size_t n,
-				 void *scratch)
+static inline void cor_describe(const void *buf, size_t bsize, char *out,
+				size_t n, void *scratch)
 {
 	struct cor_hdr h;
 	const __u8 *p = buf;
@@ -387,11 +387,15 @@ static inline unsigned int parse_uint(const char *s, const char *what)
 
 /* ------------------------------------------------------------ dm-log-writes */
 
+#ifndef BIT
+#define BIT(n)			(1U << (n))
+#endif
+
 /* The log format (drivers/md/dm-log-writes.c), little-endian */
-#define LOG_FLUSH_FLAG		(1U << 0)
-#define LOG_FUA_FLAG		(1U << 1)
-#define LOG_DISCARD_FLAG	(1U << 2)
-#define LOG_MARK_FLAG		(1U << 3)
+#define LOG_FLUSH_FLAG		BIT(0)
+#define LOG_FUA_FLAG		BIT(1)
+#define LOG_DISCARD_FLAG	BIT(2)
+#define LOG_MARK_FLAG		BIT(3)
 #define WRITE_LOG_MAGIC		0x6a736677736872ULL
 #define WRITE_LOG_VERSION	1
 #define LOG_ENTRY_HDR		32

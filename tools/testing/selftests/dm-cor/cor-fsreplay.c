@@ -531,9 +531,9 @@ static struct {
 	__u64 start, end, flush_no;
 } fua_ranges[MAX_FUA_RANGES];
 static unsigned int nr_fua_ranges;
-static __u64 flushes_seen, fua_overtaken;
+static __u64 flushes_seen, fua_overtaken, overtaken_entry, overtaken_sector;
 
-static void track_order(const struct ent *e)
+static void track_order(const struct ent *e, __u64 index)
 {
 	__u64 start = e->sector, end = e->sector + e->nr;
 	unsigned int i, kept = 0;
@@ -558,7 +558,10 @@ static void track_order(const struct ent *e)
 	}
 	for (i = 0; i < nr_fua_ranges; i++) {
 		if (start < fua_ranges[i].end && fua_ranges[i].start < end) {
-			fua_overtaken++;
+			if (!fua_overtaken++) {
+				overtaken_entry = index;
+				overtaken_sector = fua_ranges[i].start;
+			}
 			return;
 		}
 	}
@@ -641,8 +644,9 @@ static int cmd_replay(void)
 			cands++;
 	for (want = 0, i = start; i < nents; i++)
 		want += point[i];
-	printf("cor-fsreplay: log %s: %llu entries, %llu FLUSH/FUA points from entry %llu on, checking %llu (rng seed %llu)\n",
-	       rp.log, nents, cands, start, want, rp.rng_seed);
+	printf("cor-fsreplay: log %s: %llu entries, %llu FLUSH/FUA points from entry %llu on,",
+	       rp.log, nents, cands, start);
+	printf(" checking %llu (rng seed %llu)\n", want, rp.rng_seed);
 	fflush(stdout);
 
 	fd = open_dev(rp.replay, O_RDWR, false, &direct);
@@ -650,7 +654,7 @@ static int cmd_replay(void)
 	buf = xalloc_aligned(buf_len);
 	for (i = 0; i < nents; i++) {
 		apply_entry(fd, &ents[i], buf, buf_len, dev_bytes);
-		track_order(&ents[i]);
+		track_order(&ents[i], i);
 		if (texts[i] && marks && fprintf(marks, "%s\n", texts[i]) < 0)
 			die("cannot write %s", rp.marks_out);
 		if (!point[i])
@@ -672,10 +676,16 @@ static int cmd_replay(void)
 			die("hook failed at point %llu (entry %llu): exit %d", checked, i, r);
 		}
 	}
-	printf("cor-fsreplay: checked %llu points (%llu FLUSH, %llu FUA entries), %llu inconsistent\n",
-	       checked, nflush, nfua, failures);
-	printf("cor-fsreplay: %llu plain writes logged after an overlapping FUA write (order in doubt)\n",
+	printf("cor-fsreplay: checked %llu points (%llu FLUSH, %llu FUA entries),",
+	       checked, nflush, nfua);
+	printf(" %llu inconsistent\n", failures);
+	printf("cor-fsreplay: %llu plain writes logged after an overlapping FUA write",
 	       fua_overtaken);
+	if (fua_overtaken)
+		printf(" (order in doubt; the first at entry %llu, %s %llu)\n", overtaken_entry,
+		       "over the FUA write at sector", overtaken_sector);
+	else
+		printf(" (order in doubt)\n");
 	return failures ? 1 : 0;
 }
 
@@ -772,7 +782,7 @@ static int cmd_verify(void)
 
 /* ================================================================ main */
 
-static noreturn void usage(int code)
+static noreturn void print_usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 		"usage: cor-fsreplay work DIR --procs N --ops M --seed S [--mark-dev NAME]\n"
@@ -814,15 +824,15 @@ int main(int argc, char **argv)
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-			usage(0);
+			print_usage(0);
 		if (a[0] != '-') {
 			if (npos == 2)
-				usage(2);
+				print_usage(2);
 			pos[npos++] = a;
 			continue;
 		}
 		if (!v)
-			usage(2);
+			print_usage(2);
 		i++;
 		if (!strcmp(a, "--procs"))
 			wo.procs = parse_uint(v, a);
@@ -859,7 +869,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--marks"))
 			vo.marks = v;
 		else
-			usage(2);
+			print_usage(2);
 	}
 	if (npos == 2 && !strcmp(pos[0], "work")) {
 		wo.dir = pos[1];
@@ -871,5 +881,5 @@ int main(int argc, char **argv)
 		vo.dir = pos[1];
 		return cmd_verify();
 	}
-	usage(2);
+	print_usage(2);
 }

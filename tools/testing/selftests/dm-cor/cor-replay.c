@@ -1373,8 +1373,9 @@ static int cmd_replay(void)
 			bad++;
 		}
 		if (fua_dest_pending) {
-			violation(&pt, "%llu FUA writes reached the destination since the last point (the first at entry %llu): the log may not be in completion order",
-				  fua_dest_pending, fua_dest_first);
+			violation(&pt, "%llu FUA writes reached the destination since %s %llu): %s",
+				  fua_dest_pending, "the last point (the first at entry",
+				  fua_dest_first, "the log may not be in completion order");
 			fua_dest_pending = 0;
 			bad++;
 		}

@@ -240,7 +240,8 @@ st_fua_after_copy()
 {
 	local hook2=$COR_TMP/hook2.sh block=$((10 * REGION / 8 + 2)) out rc n
 
-	[ -f "$HOOK" ] && [ -x "$COR_FSREPLAY" ] || { fail "no workload run, or no cor-fsreplay"; return 1; }
+	[ -f "$HOOK" ] && [ -x "$COR_FSREPLAY" ] ||
+		{ fail "no workload run, or no cor-fsreplay"; return 1; }
 	zero_dev "$(dm_path lwdata)" && zero_dev "$(dm_path replay)" ||
 		{ fail "cannot zero the data and replay slices"; return 1; }
 	head -c 4096 /dev/urandom >"$COR_TMP/fua-block"
@@ -253,7 +254,8 @@ st_fua_after_copy()
 	out=$(dmsetup message "$LW" 0 mark setup 2>&1) || { fail "mark setup: $out"; return 1; }
 	# one block in the middle of a cold region, O_DIRECT | O_DSYNC: REQ_FUA
 	dd if="$COR_TMP/fua-block" of="$(dm_path cor)" bs=4096 seek="$block" \
-		oflag=direct,dsync conv=notrunc status=none || { fail "the FUA write failed"; return 1; }
+		oflag=direct,dsync conv=notrunc status=none ||
+		{ fail "the FUA write failed"; return 1; }
 	out=$(dmsetup message "$LW" 0 mark acked 2>&1) || { fail "mark acked: $out"; return 1; }
 	cor_remove cor && dm_remove dest && dm_remove meta && dm_remove lw ||
 		{ fail "cannot remove the logged devices: $COR_LAST_OUTPUT"; return 1; }
@@ -270,7 +272,8 @@ echo "point \$2 (entry \$3, \$4): block $block does not hold the FUA write's dat
 exit 1
 EOF
 	out=$("$COR_FSREPLAY" replay --log "$(dm_path lwlog)" --replay "$(dm_path replay)" \
-		--hook "bash $hook2" --start-mark setup --points 0 --marks-out "$COR_TMP/marks" 2>&1)
+		--hook "bash $hook2" --start-mark setup --points 0 \
+		--marks-out "$COR_TMP/marks" 2>&1)
 	rc=$?
 	ktap_diag "$out"
 	expect_eq "$rc" 0 "replay: the FUA write's data at every point after it returned" || return
