@@ -5,45 +5,50 @@
 # xfstests generic/482 tests filesystems.
 #
 # The origin holds a populated ext4 (then xfs) filesystem.  The cor device
-# (64 KiB regions, background hydration started once the filesystem is
-# mounted, the mount's reads copying what they touch) has its destination and metadata
-# on two dm-linear slices of ONE dm-log-writes device, so one log orders
-# the writes to both.  The filesystem is mounted on the cor device with
-# -o discard and cor-fsreplay runs a metadata-heavy workload on it: four
+# (64 KiB regions) has its destination and metadata on two dm-linear
+# slices of ONE dm-log-writes device, so one log orders the writes to both.
+# The filesystem is mounted on it with -o discard (the mount's reads copy
+# what they touch first, as under a booting system), background hydration
+# is started, and cor-fsreplay runs a metadata-heavy workload: four
 # processes creating, writing, truncating, punching, renaming, linking and
-# unlinking many small files and directories, with fsync, fdatasync,
-# syncfs and sync, and "durable" files (fsynced with their directory, then
-# a log mark).  At 30 % of the workload the cor device is suspended and
-# resumed, at 60 % its table is reloaded.
+# unlinking many small files and directories, with fsync, fdatasync, syncfs
+# and sync, and "durable" files (fsynced with their directory, then a log
+# mark).  At 30 % of the workload the cor device is suspended and resumed,
+# at 60 % its table is reloaded.
 #
-# Then the log is replayed onto a zeroed device, and at FLUSH and FUA
-# points after the "setup" mark (COR_FSREPLAY_POINTS of them drawn at
-# random, the seed printed, and the last entry) the state is checked: the
-# replayed metadata passes cor_check, the cor device loads on it (over
-# non-persistent snapshots, so the replay device is never written), the
-# filesystem mounts (journal recovery), every durable file whose mark is
-# in the replayed prefix is there with its content, and after unmounting
-# e2fsck -fn / xfs_repair -n finds nothing.
+# Then the log is replayed onto a zeroed device, and at FLUSH and FUA points
+# after the "setup" mark (random ones, the first few, where the mount
+# writes, and the last entry) the state is checked: the replayed metadata
+# passes cor_check, the cor device loads on it (over non-persistent
+# snapshots, so the replay device is never written), the filesystem mounts
+# (journal recovery), every durable file whose mark is in the replayed
+# prefix is there with its content, and after unmounting e2fsck -fn /
+# xfs_repair -n finds nothing.  cor passes no FUA write down, so the log
+# holds the destination's writes in completion order: no plain write may be
+# logged after an overlapping FUA write (see test_replay.sh, subtest 4).
 #
 # The control run is the same pipeline without dm-cor (the filesystem on
 # the destination slice directly, which starts as a copy of the origin): it
-# proves the harness.  And the checks can fail: the control's final state
-# with the group descriptors zeroed fails e2fsck, and a durable file's
-# model seed changed fails the content check.
+# proves the harness.  And the checks can fail: on the control's final
+# state a durable file's seed changed fails the content check, and the
+# group descriptors zeroed fail e2fsck.
 #
-# A failure prints the seeds; COR_FSREPLAY_SEED=S replays the same
-# workload and points.  Tunables: COR_FSREPLAY_POINTS (default 12),
-# COR_FSREPLAY_CONTROL_POINTS (4), COR_FSREPLAY_OPS (per process, 500),
-# COR_FSREPLAY_FS ("ext4 xfs").
+# Each run draws other points; the seed is printed, and COR_FSREPLAY_SEED=S
+# replays the same workload and points.  Tunables: COR_FSREPLAY_POINTS
+# (random points, default 8), COR_FSREPLAY_FIRST (the first points, where
+# the mount writes, 3), COR_FSREPLAY_OPS (per process, 400),
+# COR_FSREPLAY_FS ("ext4 xfs"), COR_FSREPLAY_CONTROL_FS (filesystems with
+# a control run, "ext4"), COR_FSREPLAY_CONTROL_POINTS (2).
 
 . "$(dirname "$0")/lib.sh"
 
 COR_FSREPLAY=${COR_FSREPLAY:-$COR_SELFTEST_DIR/cor-fsreplay}
-POINTS=${COR_FSREPLAY_POINTS:-12}
-CONTROL_POINTS=${COR_FSREPLAY_CONTROL_POINTS:-4}
+POINTS=${COR_FSREPLAY_POINTS:-8}
 FIRST=${COR_FSREPLAY_FIRST:-3}
-OPS=${COR_FSREPLAY_OPS:-500}
+CONTROL_POINTS=${COR_FSREPLAY_CONTROL_POINTS:-2}
+OPS=${COR_FSREPLAY_OPS:-400}
 FILESYSTEMS=${COR_FSREPLAY_FS:-ext4 xfs}
+CONTROL_FS=${COR_FSREPLAY_CONTROL_FS:-ext4}
 
 cor_test_init
 [ -x "$COR_FSREPLAY" ] || ktap_skip_all "cor-fsreplay not built (make -C $COR_SELFTEST_DIR)"
@@ -51,8 +56,17 @@ COR_CHECK=$(cor_tool cor_check)
 [ -n "$COR_CHECK" ] || ktap_skip_all "cor_check not built (make tools)"
 cor_require_targets log-writes snapshot
 cor_require_cmd mount umount mountpoint blockdev
-n=$((3 * $(wc -w <<<"$FILESYSTEMS") + 1))
-[[ " $FILESYSTEMS " == *" ext4 "* ]] && n=$((n + 1))
+with_control()	# with_control FS: whether FS gets a control run
+{
+	[[ " $CONTROL_FS " == *" $1 "* ]]
+}
+
+n=1
+for fs in $FILESYSTEMS; do
+	n=$((n + 2))
+	with_control "$fs" && n=$((n + 1))
+	[ "$fs" = ext4 ] && with_control ext4 && n=$((n + 1))
+done
 ktap_plan $n
 
 SEED=${COR_FSREPLAY_SEED:-$((RANDOM * 32768 + RANDOM))}
@@ -333,6 +347,7 @@ for fs in $FILESYSTEMS; do
 		st_fs "$fs" cor-work
 	run_subtest "$fs on cor: replayed FLUSH/FUA points mount, keep durable files, fsck clean" \
 		st_fs "$fs" cor-replay
+	with_control "$fs" || continue
 	run_subtest "$fs without cor (control): the same pipeline is consistent" st_fs "$fs" plain
 	[ "$fs" = ext4 ] &&
 		run_subtest "the checks can fail: a changed fsynced file, zeroed descriptors" \
