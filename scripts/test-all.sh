@@ -67,7 +67,7 @@ declare -A debug_secs=(
 	[test_discard.sh]=141 [test_readonly.sh]=115 [test_faults.sh]=117
 	[test_flush.sh]=99 [test_status.sh]=136 [test_corctl.sh]=111
 	[test_tools.sh]=63 [test_hydration.sh]=365 [test_stacking.sh]=66
-	[test_replay.sh]=252 [test_metadata.sh]=309
+	[test_replay.sh]=290 [test_metadata.sh]=309 [test_fsreplay.sh]=420
 )
 
 # spread_tests N TEST...: print N lines of tests, the longest placed first,

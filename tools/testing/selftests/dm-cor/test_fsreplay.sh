@@ -35,18 +35,18 @@
 #
 # Each run draws other points; the seed is printed, and COR_FSREPLAY_SEED=S
 # replays the same workload and points.  Tunables: COR_FSREPLAY_POINTS
-# (random points, default 8), COR_FSREPLAY_FIRST (the first points, where
-# the mount writes, 3), COR_FSREPLAY_OPS (per process, 400),
+# (random points, default 6), COR_FSREPLAY_FIRST (the first points, where
+# the mount writes, 3), COR_FSREPLAY_OPS (per process, 300),
 # COR_FSREPLAY_FS ("ext4 xfs"), COR_FSREPLAY_CONTROL_FS (filesystems with
 # a control run, "ext4"), COR_FSREPLAY_CONTROL_POINTS (2).
 
 . "$(dirname "$0")/lib.sh"
 
 COR_FSREPLAY=${COR_FSREPLAY:-$COR_SELFTEST_DIR/cor-fsreplay}
-POINTS=${COR_FSREPLAY_POINTS:-8}
+POINTS=${COR_FSREPLAY_POINTS:-6}
 FIRST=${COR_FSREPLAY_FIRST:-3}
 CONTROL_POINTS=${COR_FSREPLAY_CONTROL_POINTS:-2}
-OPS=${COR_FSREPLAY_OPS:-400}
+OPS=${COR_FSREPLAY_OPS:-300}
 FILESYSTEMS=${COR_FSREPLAY_FS:-ext4 xfs}
 CONTROL_FS=${COR_FSREPLAY_CONTROL_FS:-ext4}
 
