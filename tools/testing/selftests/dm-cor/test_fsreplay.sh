@@ -311,8 +311,9 @@ st_fs()
 # descriptors fail e2fsck.
 st_checks_fail()
 {
-	local sd=$(dm_name rsnapd) out rc
+	local sd out rc
 
+	sd=$(dm_name rsnapd)
 	fs_usable ext4 || { subtest_skip "no ext4"; return; }
 	[ -f "$COR_TMP/model" ] && [ -f "$COR_TMP/marks" ] ||
 		{ fail "no control run to use"; return 1; }
