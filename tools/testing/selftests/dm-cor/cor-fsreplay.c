@@ -34,8 +34,8 @@
  * applied so far, one a line.  The points are the FLUSH and FUA entries
  * after --start-mark (--points N of them drawn at random with --rng-seed,
  * or all with 0; and the --first N of them) and the last entry.  It also
- * counts the plain writes logged after an overlapping FUA write (see
- * track_order()).  The hook exits 0 when the state is
+ * counts, from --start-mark on, the FUA writes and the plain writes logged
+ * after an overlapping FUA write (see track_order()).  The hook exits 0 when the state is
  * consistent, 1 when it is not (counted; replay stops after
  * --max-failures, default 3), anything else for an error.
  *
@@ -197,6 +197,13 @@ static void op_modify(struct proc *p)
 }
 
 /* Rename to a new name, or over another live file */
+static bool same_inode(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static void op_rename(struct proc *p)
 {
 	unsigned int i, j;
@@ -206,7 +213,8 @@ static void op_rename(struct proc *p)
 		return;
 	i = rnd(p, p->nfiles);
 	j = rnd(p, p->nfiles);
-	if (i != j && !rnd(p, 3)) {
+	/* (a rename between two links of one inode does nothing) */
+	if (i != j && !rnd(p, 3) && !same_inode(p->files[i], p->files[j])) {
 		if (rename(p->files[i], p->files[j]))
 			work_fail(p, "rename over", p->files[j]);
 		/* i now has j's name; j's old inode is gone (unless linked) */
@@ -531,7 +539,7 @@ static struct {
 	__u64 start, end, flush_no;
 } fua_ranges[MAX_FUA_RANGES];
 static unsigned int nr_fua_ranges;
-static __u64 flushes_seen, fua_overtaken, overtaken_entry, overtaken_sector;
+static __u64 flushes_seen, fua_overtaken, overtaken_entry, overtaken_sector, fua_writes;
 
 static void track_order(const struct ent *e, __u64 index)
 {
@@ -549,6 +557,7 @@ static void track_order(const struct ent *e, __u64 index)
 	if ((e->flags & LOG_MARK_FLAG) || !e->nr)
 		return;
 	if (e->flags & LOG_FUA_FLAG) {
+		fua_writes++;
 		if (nr_fua_ranges < MAX_FUA_RANGES) {
 			fua_ranges[nr_fua_ranges].start = start;
 			fua_ranges[nr_fua_ranges].end = end;
@@ -654,7 +663,8 @@ static int cmd_replay(void)
 	buf = xalloc_aligned(buf_len);
 	for (i = 0; i < nents; i++) {
 		apply_entry(fd, &ents[i], buf, buf_len, dev_bytes);
-		track_order(&ents[i], i);
+		if (i >= start)
+			track_order(&ents[i], i);
 		if (texts[i] && marks && fprintf(marks, "%s\n", texts[i]) < 0)
 			die("cannot write %s", rp.marks_out);
 		if (!point[i])
@@ -679,6 +689,7 @@ static int cmd_replay(void)
 	printf("cor-fsreplay: checked %llu points (%llu FLUSH, %llu FUA entries),",
 	       checked, nflush, nfua);
 	printf(" %llu inconsistent\n", failures);
+	printf("cor-fsreplay: %llu FUA writes logged after the start mark\n", fua_writes);
 	printf("cor-fsreplay: %llu plain writes logged after an overlapping FUA write",
 	       fua_overtaken);
 	if (fua_overtaken)
@@ -728,7 +739,7 @@ static char **read_lines(const char *path, size_t *n)
 /* Zero when the file holds exactly @len bytes of @seed's content */
 static int check_file(const char *path, size_t len, __u64 seed, __u8 *want, __u8 *got)
 {
-	struct stat st;
+	struct stat st = { 0 };
 	int fd = open(path, O_RDONLY), r;
 
 	if (fd < 0) {

@@ -1333,9 +1333,9 @@ static int cmd_replay(void)
 				dest_writes++;
 				for (b = off / bsize; b * bsize < off + len && b < nblocks; b++)
 					dtag[b] = classify(image + b * bsize, b);
-				if ((e->flags & LOG_FUA_FLAG) && !fua_dest_writes++)
+				if ((e->flags & LOG_FUA_FLAG) && !fua_dest_pending++)
 					fua_dest_first = i;
-				fua_dest_pending += !!(e->flags & LOG_FUA_FLAG);
+				fua_dest_writes += !!(e->flags & LOG_FUA_FLAG);
 			}
 			if (off < rp.meta_off + rp.meta_len && off + len > rp.meta_off) {
 				meta_new_emu = true;
@@ -1414,6 +1414,12 @@ static int cmd_replay(void)
 	       cor_check_runs, loads_done);
 	printf("cor-replay: %llu FUA writes reached the destination (none may)\n",
 	       fua_dest_writes);
+	if (fua_dest_pending) {
+		/* after the last point checked: no point to report them at */
+		fprintf(stderr, "cor-replay: VIOLATION after the last point: %llu FUA writes %s\n",
+			fua_dest_pending, "reached the destination");
+		nviolations++;
+	}
 	printf("cor-replay: time: %.1fs cor_check, %.1fs loads (%.1fs in the hook), %.1fs views\n",
 	       t_cor_check, t_load, t_hook, t_view);
 	printf("cor-replay: %llu violations at %llu points in %.1fs\n", nviolations,

@@ -34,8 +34,9 @@
 # group descriptors zeroed fail e2fsck.
 #
 # Each run draws other points; the seed is printed, and COR_FSREPLAY_SEED=S
-# replays the same workload and points.  Tunables: COR_FSREPLAY_POINTS
-# (random points, default 6), COR_FSREPLAY_FIRST (the first points, where
+# repeats each process's operations and the draw of points (not how the
+# processes interleave).  Tunables: COR_FSREPLAY_POINTS (random points,
+# default 6, 0 for all), COR_FSREPLAY_FIRST (the first points, where
 # the mount writes, 3), COR_FSREPLAY_OPS (per process, 300),
 # COR_FSREPLAY_FS ("ext4 xfs"), COR_FSREPLAY_CONTROL_FS (filesystems with
 # a control run, "ext4"), COR_FSREPLAY_CONTROL_POINTS (2).
@@ -90,6 +91,7 @@ fs_usable()	# fs_usable FS: its tools and the kernel's support
 	case $1 in
 	ext4) command -v mkfs.ext4 && command -v e2fsck ;;
 	xfs) command -v mkfs.xfs && command -v xfs_repair ;;
+	*) false ;;
 	esac >/dev/null 2>&1 || return 1
 	grep -qw "$1" /proc/filesystems || modprobe "$1" >/dev/null 2>&1
 	grep -qw "$1" /proc/filesystems
@@ -111,6 +113,26 @@ umount_all()
 		mountpoint -q "$m" 2>/dev/null && umount "$m"
 	done
 }
+
+# drop_stack: unmount, and remove what a failed run or hook left (each
+# run starts on a clean slate; the epilogue removes the rest)
+drop_stack()
+{
+	local d
+
+	umount_all
+	for d in rcor rsnapm rsnapd; do
+		dm_exists "$d" && dmsetup remove --retry "$(dm_name "$d")" >/dev/null 2>&1
+	done
+	dm_exists cor && cor_remove cor >/dev/null
+	for d in dest meta lw; do
+		dm_exists "$d" && dm_remove "$d"
+	done
+	return 0
+}
+
+# unmounted before the epilogue removes the devices (also after a timeout)
+trap 'rc=$?; drop_stack; (exit $rc); cor_epilogue' EXIT
 
 # The slices, made once: the logged data device (destination, then
 # metadata), the log, the origin and the snapshots' COW devices, the
@@ -149,6 +171,7 @@ workload()
 {
 	local fs=$1 mode=$2 dev out rc events=() table
 
+	drop_stack
 	zero_dev "$(dm_path replay)" && zero_dev "$(dm_path lwdata)" ||
 		{ fail "cannot zero the data and replay slices"; return 1; }
 	if [ "$mode" = plain ]; then
@@ -280,11 +303,18 @@ replay()
 	expect_eq "$rc" 0 "cor-fsreplay replay exit status (0 consistent, 1 not, 2 error)" ||
 		return
 	n=$(sed -n 's/^cor-fsreplay: checked \([0-9]*\) points.*/\1/p' <<<"$out")
-	expect_cmp "${n:-0}" -ge 2 "points checked" &&
-	expect_cmp "$(grep -c . "$COR_TMP/marks")" -gt 1 "marks replayed" || return
+	expect_cmp "${n:-0}" -ge 2 "points checked" || return
+	# the last point verified every durable file
+	n=$(wc -l <"$COR_TMP/model")
+	expect_cmp "$n" -gt 0 "durable files made" &&
+	expect_eq "$(grep -c '^fsd' "$COR_TMP/marks")" "$n" "durable files' marks replayed" ||
+		return
 	# cor completes FUA writes by a commit and passes none down: the log
 	# holds the destination's writes in the order they completed
 	[ "$mode" = cor ] || return 0
+	n=$(sed -n 's/^cor-fsreplay: \([0-9]*\) FUA writes logged after the start mark.*/\1/p' \
+		<<<"$out")
+	expect_eq "${n:-?}" 0 "FUA writes in the log (cor passes none down)" || return
 	n=$(sed -n 's/^cor-fsreplay: \([0-9]*\) plain writes logged after an overlapping.*/\1/p' \
 		<<<"$out")
 	expect_eq "${n:-?}" 0 "plain writes logged after an overlapping FUA write"
@@ -315,6 +345,7 @@ st_checks_fail()
 
 	sd=$(dm_name rsnapd)
 	fs_usable ext4 || { subtest_skip "no ext4"; return; }
+	drop_stack
 	[ -f "$COR_TMP/model" ] && [ -f "$COR_TMP/marks" ] ||
 		{ fail "no control run to use"; return 1; }
 	dm_create rsnapd "0 $FS_SECT snapshot $(dm_path rdest) $(dm_path cowd) N 8" ||

@@ -238,7 +238,7 @@ st_inject()
 # point after the write returned the replayed cor device reads its data.
 st_fua_after_copy()
 {
-	local hook2=$COR_TMP/hook2.sh block=$((10 * REGION / 8 + 2)) out rc n
+	local hook2=$COR_TMP/hook2.sh block=$((10 * REGION / 8 + 2)) out rc n wc
 
 	[ -f "$HOOK" ] && [ -x "$COR_FSREPLAY" ] ||
 		{ fail "no workload run, or no cor-fsreplay"; return 1; }
@@ -251,6 +251,10 @@ st_fua_after_copy()
 		{ fail "cannot create the logged devices: $COR_LAST_OUTPUT"; return 1; }
 	cor_create cor "$ORIGIN" "$(dm_path dest)" "$(dm_path meta)" "$REGION" ||
 		{ fail "cannot create the cor device: $COR_LAST_OUTPUT"; return 1; }
+	# without a write-back cache the block layer drops REQ_FUA above cor
+	wc=$(cat "/sys/dev/block/$(dm_majmin cor)/queue/write_cache" 2>/dev/null)
+	expect_eq "$wc" "write back" "the cor device's write cache (FUA reaches the target)" ||
+		return
 	out=$(dmsetup message "$LW" 0 mark setup 2>&1) || { fail "mark setup: $out"; return 1; }
 	# one block in the middle of a cold region, O_DIRECT | O_DSYNC: REQ_FUA
 	dd if="$COR_TMP/fua-block" of="$(dm_path cor)" bs=4096 seek="$block" \
