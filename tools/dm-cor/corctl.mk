@@ -8,6 +8,7 @@ CORCTL_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 CC ?= gcc
 CFLAGS ?= -O2 -g
 PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 CORCTL_CFLAGS := -Wall -Wextra
 CORCTL_LDLIBS := -ldevmapper
@@ -16,8 +17,8 @@ corctl: $(CORCTL_DIR)/corctl.c
 	$(CC) $(CFLAGS) $(CORCTL_CFLAGS) $(CPPFLAGS) -o $@ $< $(LDFLAGS) $(CORCTL_LDLIBS)
 
 install-corctl: corctl
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(MANDIR)/man8
-	install -m 0755 corctl $(DESTDIR)$(PREFIX)/sbin/
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 corctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 $(CORCTL_DIR)/man/corctl.8 $(DESTDIR)$(MANDIR)/man8/
 
 clean-corctl:
