@@ -20,6 +20,9 @@ PACKAGES=(
 	# guest userspace (tests, demo)
 	dmsetup fio util-linux mount bsdextrautils e2fsprogs xfsprogs diffutils gawk
 	coreutils grep sed findutils procps
+	# lvm2 in the guest (LVM over and under cor devices); thin_check & co.
+	# for thin pools
+	lvm2 thin-provisioning-tools
 )
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }

@@ -10,7 +10,9 @@
 #  1. base-user (cached in DIR/base-user-HASH/, HASH covering this script and
 #     the versions of the host packages copied): merged-/usr root with bash,
 #     busybox applets, coreutils, grep, sed, gawk, util-linux, dmsetup, fio,
-#     kmod, e2fsprogs, procps, ... and their shared libraries.
+#     kmod, e2fsprogs, procps, lvm2 (with thin_check & co.), ... and their
+#     shared libraries; /etc/lvm/lvm.conf set up for a guest without udev,
+#     lvmetad, lvmpolld or dmeventd (see write_lvm_conf).
 #  2. base-modules-KVER (cached in DIR/base-modules-KVER-HASH/): the kernel
 #     modules the tests need with dependencies, decompressed, depmod'ed.
 #     They come from /lib/modules/KVER, or DIR/lib/modules/KVER with
@@ -36,7 +38,8 @@ log() { echo "mkinitramfs: $*" >&2; }
 # Host packages whose programs go into the guest. Optional ones are used
 # only when installed.
 PKGS=(bash coreutils grep sed gawk diffutils findutils util-linux mount
-	bsdextrautils dmsetup fio kmod e2fsprogs procps xz-utils)
+	bsdextrautils dmsetup fio kmod e2fsprogs procps xz-utils
+	lvm2 thin-provisioning-tools)
 OPT_PKGS=(xfsprogs bsdutils)
 
 # Kernel modules (plus dependencies); every drivers/md module is added too.
@@ -130,6 +133,38 @@ pkg_versions() {
 		busybox-static 2>/dev/null || true
 }
 
+# write_lvm_conf ROOT: /etc/lvm for the udev-less guest. Only what lvm2
+# needs to run without udev, lvmpolld, lvmlockd and dmeventd is set;
+# everything else (filters, devices file, hints, duplicate handling) stays
+# at lvm2's compiled-in defaults, so tests see lvm2's default behaviour.
+write_lvm_conf() {
+	local root=$1 c
+	mkdir -p "$root/etc/lvm/backup" "$root/etc/lvm/archive" "$root/etc/lvm/devices"
+	[[ -d /etc/lvm/profile ]] && cp -a /etc/lvm/profile "$root/etc/lvm/"
+	cat >"$root/etc/lvm/lvm.conf" <<-'EOF'
+	# dm-cor test VM (scripts/mkinitramfs.sh): no udev, no lvm daemons.
+	# Everything not set here is lvm2's default (lvmconfig --type default);
+	# locking_dir (/run/lock/lvm) is created by lvm itself on the /run tmpfs.
+	devices {
+	    obtain_device_list_from_udev = 0
+	}
+	activation {
+	    udev_sync = 0
+	    udev_rules = 0
+	    monitoring = 0
+	}
+	global {
+	    use_lvmlockd = 0
+	    use_lvmpolld = 0
+	}
+	EOF
+	: >"$root/etc/lvm/lvmlocal.conf"
+	# lvm2 2.03.16 packages no lvmdevices/vgimportdevices symlinks
+	for c in lvmdevices vgimportdevices; do
+		[[ -e $root/usr/sbin/$c ]] || ln -s lvm "$root/usr/sbin/$c"
+	done
+}
+
 # ---------------------------------------------------------------- base
 
 build_user() {
@@ -193,6 +228,7 @@ build_user() {
 	ln -s /proc/self/mounts "$root/etc/mtab"
 	: >"$root/etc/fstab"
 	[[ -f /etc/mke2fs.conf ]] && cp /etc/mke2fs.conf "$root/etc/"
+	write_lvm_conf "$root"
 	printf '%s\n' /usr/local/lib /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu >"$root/etc/ld.so.conf"
 	ldconfig -r "$root" || die "ldconfig -r $root failed"
 }
