@@ -859,3 +859,54 @@ int cor_parse_u64(const char *s, __u64 *val)
 	*val = v;
 	return 0;
 }
+
+int cor_parse_size(const char *s, __u64 *sectors, const char **endp)
+{
+	__u64 v, mult;
+	char *end;
+	int shift = -1;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	switch (*end) {
+	case 's':
+		end++;
+		break;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	case 't': case 'T':
+		shift = 40;
+		break;
+	}
+	if (shift >= 0) {
+		end++;
+		if (end[0] == 'i' && end[1] == 'B')
+			end += 2;
+		else if (end[0] == 'B')
+			end++;
+		mult = 1ULL << shift;
+		if (v > UINT64_MAX / mult)
+			return -1;
+		v *= mult;
+		if (v & 511)
+			return -1;
+		v >>= 9;
+	}
+	*sectors = v;
+	if (endp)
+		*endp = end;
+	else if (*end)
+		return -1;
+	return 0;
+}

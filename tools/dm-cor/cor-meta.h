@@ -233,4 +233,12 @@ int cor_parse_uuid(const char *s, __u8 *uuid);
 /* Parse an unsigned decimal or 0x hex number, the whole string */
 int cor_parse_u64(const char *s, __u64 *val);
 
+/*
+ * A size: a number of sectors (optional "s" suffix), or of bytes with a
+ * K, M, G or T suffix (powers of 1024; "KiB", "KB" accepted) that must be
+ * a multiple of 512.  With @endp, *@endp points after what was parsed;
+ * without it the whole string must be the size.  0 or -1.
+ */
+int cor_parse_size(const char *s, __u64 *sectors, const char **endp);
+
 #endif /* COR_META_H */

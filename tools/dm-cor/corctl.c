@@ -7,6 +7,9 @@
  *   corctl wait DEV [--timeout S] [--interval S] [--quiet]
  *   corctl prefetch DEV FILE|RANGE... [--wait [--timeout S]]
  *   corctl finalize DEV [--dry-run]
+ *   corctl create NAME ORIGIN DEST METADATA [options]   (corctl-setup.c)
+ *   corctl activate|deactivate [--cortab FILE] [NAME...]
+ *   corctl metadata-size --size SIZE --region-size SIZE
  *
  * DEV is a dm name, /dev/mapper/NAME, /dev/dm-N or MAJOR:MINOR.  Every
  * subcommand talks to the kernel through libdevmapper; see corctl(8).
@@ -17,12 +20,10 @@
  * (wait).
  */
 #define _GNU_SOURCE
-#define __SANE_USERSPACE_TYPES__	/* __u64 is unsigned long long everywhere */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libdevmapper.h>
 #include <limits.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
@@ -40,34 +41,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CORCTL_VERSION "0.1.0"
+#include "corctl.h"
+#include "cor-meta.h"
 
-#ifndef DM_NAME_LEN
-#define DM_NAME_LEN	128
-#endif
-
-#define EXIT_OK		0
-#define EXIT_FAIL	1
-#define EXIT_USAGE	2
-#define EXIT_TIMEOUT	124
-#define EXIT_INTR	130
-
-#define SECTOR_SHIFT	9
 #define MAX_WORDS	64	/* features, core args, counters: words each */
 #define RATE_SAMPLES	16	/* samples kept for the rate of watch/wait */
 #define RATE_WINDOW	10.0	/* seconds of samples the rate looks at */
 #define BAR_WIDTH	30
 
-#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
-#define __printf(a, b)	__attribute__((format(printf, a, b)))
-
-static const char *prog = "corctl";
-static int verbose;
+const char *prog = "corctl";
+int verbose;
 
 /* ------------------------------------------------------------------ */
 /* Messages */
 
-static void __printf(1, 2) err(const char *fmt, ...)
+void err(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -83,9 +71,9 @@ static void __printf(1, 2) err(const char *fmt, ...)
  * ours) and printed only with -v, so that an expected failure (an
  * interrupted wait, an unsupported message) does not clutter stderr.
  */
-static char dm_last_error[512];
+char dm_last_error[512];
 
-static void __printf(5, 6)
+static void cor_printf(5, 6)
 dm_logger(int level, const char *file, int line, int dm_errno_or_class,
 	  const char *fmt, ...)
 {
@@ -111,7 +99,7 @@ dm_logger(int level, const char *file, int line, int dm_errno_or_class,
 }
 
 /* errno text of a failed task, with libdevmapper's last message */
-static const char *task_error(struct dm_task *dmt)
+const char *task_error(struct dm_task *dmt)
 {
 	static char buf[640];
 	int e = dmt ? dm_task_get_errno(dmt) : 0;
@@ -221,59 +209,6 @@ static bool parse_seconds(const char *s, double *v)
 	return !errno && !*end && *v >= 0 && *v < 1e9;
 }
 
-/*
- * A position or length: a number of sectors (optional "s" suffix), or of
- * bytes with a K, M, G or T suffix (powers of 1024, "KiB" etc. accepted)
- * that must be a multiple of 512.  *END points after what was parsed.
- */
-static bool parse_size(const char *s, __u64 *sectors, const char **endp)
-{
-	__u64 v, mult = 0;
-	char *end;
-	int shift = -1;
-
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return false;
-	switch (*end) {
-	case 's':
-		end++;
-		break;
-	case 'k': case 'K':
-		shift = 10;
-		break;
-	case 'm': case 'M':
-		shift = 20;
-		break;
-	case 'g': case 'G':
-		shift = 30;
-		break;
-	case 't': case 'T':
-		shift = 40;
-		break;
-	}
-	if (shift >= 0) {
-		end++;
-		if (end[0] == 'i' && end[1] == 'B')
-			end += 2;
-		else if (end[0] == 'B')
-			end++;
-		mult = 1ULL << shift;
-		if (v > UINT64_MAX / mult)
-			return false;
-		v *= mult;
-		if (v & 511)
-			return false;
-		v >>= SECTOR_SHIFT;
-	}
-	*sectors = v;
-	*endp = end;
-	return true;
-}
-
 /* "START+LEN" or "START-END" (END excluded); false: not a range */
 static bool parse_range(const char *s, __u64 *start, __u64 *len, char *why, size_t whylen)
 {
@@ -282,12 +217,12 @@ static bool parse_range(const char *s, __u64 *start, __u64 *len, char *why, size
 	char op;
 
 	*why = '\0';
-	if (!parse_size(s, &a, &p))
+	if (cor_parse_size(s, &a, &p))
 		return false;
 	op = *p;
 	if (op != '+' && op != '-')
 		return false;
-	if (!parse_size(p + 1, &b, &p) || *p)
+	if (cor_parse_size(p + 1, &b, &p) || *p)
 		return false;
 	if (op == '+') {
 		if (!b || a + b < a) {
@@ -413,14 +348,8 @@ static void json_word(FILE *f, const char *s)
 /* ------------------------------------------------------------------ */
 /* Devices */
 
-struct dev {
-	char name[DM_NAME_LEN];
-	uint32_t major, minor;
-	bool read_only;
-};
-
 /* dm_task_create + name, or NULL with a message */
-static struct dm_task *new_task(int type, const char *name)
+struct dm_task *new_task(int type, const char *name)
 {
 	struct dm_task *dmt = dm_task_create(type);
 
@@ -440,7 +369,7 @@ static struct dm_task *new_task(int type, const char *name)
  * Find the dm device named by ARG: a dm name, a block device path
  * (/dev/mapper/NAME, /dev/dm-N) or MAJOR:MINOR.
  */
-static int resolve_dev(const char *arg, struct dev *d)
+int resolve_dev(const char *arg, struct dev *d)
 {
 	unsigned int maj, min;
 	struct dm_task *dmt;
@@ -1092,7 +1021,7 @@ static void usage_status(FILE *f)
 }
 
 /* After a usage error */
-static void hint(const char *cmd)
+void hint(const char *cmd)
 {
 	fprintf(stderr, "Try '%s%s%s --help'.\n", prog, cmd ? " " : "", cmd ? cmd : "");
 }
@@ -1105,14 +1034,12 @@ static void print_version(void)
 	printf("corctl %s (dm-cor tools, libdevmapper %s)\n", CORCTL_VERSION, lib);
 }
 
-typedef void (*usage_fn)(FILE *f);
-
 /*
  * The options every command has, and what getopt_long() returns for an
  * unknown one: -h prints USAGE, -V the version, both exit 0; else a hint
  * and exit 2.  Returns the exit status.
  */
-static int common_option(int c, const char *cmd, usage_fn usage)
+int common_option(int c, const char *cmd, usage_fn usage)
 {
 	switch (c) {
 	case 'h':
@@ -1766,7 +1693,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* finalize */
 
-static int simple_task(int type, const struct dev *d, const char *what, bool cookie)
+int simple_task(int type, const struct dev *d, const char *what, bool cookie)
 {
 	struct dm_task *dmt;
 	uint32_t ck = 0;
@@ -1790,7 +1717,7 @@ static int simple_task(int type, const struct dev *d, const char *what, bool coo
 }
 
 /* The active table's single target: type and parameters (malloc'ed) */
-static int get_table(const struct dev *d, char **type, char **params, __u64 *len, int *nr)
+int get_table(const struct dev *d, char **type, char **params, __u64 *len, int *nr)
 {
 	__u64 start;
 	struct dm_task *dmt;
@@ -2012,7 +1939,11 @@ static void print_usage(FILE *f)
 		"  watch DEV [--interval S]         show progress until complete\n"
 		"  wait DEV [--timeout S]           wait until every region is hydrated\n"
 		"  prefetch DEV FILE|RANGE...       copy these regions now\n"
-		"  finalize DEV [--dry-run]         switch a hydrated device to linear\n\n"
+		"  finalize DEV [--dry-run]         switch a hydrated device to linear\n"
+		"  create NAME ORIGIN DEST METADATA check the devices, create a device\n"
+		"  activate [NAME...]               create the devices of /etc/cortab\n"
+		"  deactivate [NAME...]             remove them\n"
+		"  metadata-size --size S --region-size R   the metadata size needed\n\n"
 		"DEV is a dm name, /dev/mapper/NAME, /dev/dm-N or MAJOR:MINOR.\n"
 		"\"%s COMMAND --help\" describes a command.\n\n"
 		"Options:\n"
@@ -2022,6 +1953,32 @@ static void print_usage(FILE *f)
 		"Exit status: 0 success, 1 failure or refusal, 2 bad arguments,\n"
 		"124 timeout, 130 interrupted.\n", prog, prog);
 }
+
+static int cmd_wait(int argc, char **argv)
+{
+	return cmd_monitor(argc, argv, true);
+}
+
+static int cmd_watch(int argc, char **argv)
+{
+	return cmd_monitor(argc, argv, false);
+}
+
+/* The commands, in the order of the usage text */
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{ "status", cmd_status },
+	{ "watch", cmd_watch },
+	{ "wait", cmd_wait },
+	{ "prefetch", cmd_prefetch },
+	{ "finalize", cmd_finalize },
+	{ "create", cmd_create },
+	{ "activate", cmd_activate },
+	{ "deactivate", cmd_deactivate },
+	{ "metadata-size", cmd_metadata_size },
+};
 
 int main(int argc, char **argv)
 {
@@ -2033,8 +1990,10 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *cmd;
+	unsigned int i;
 	int c, r;
 
+	cor_prog = prog;
 	argv[0] = (char *)prog;	/* for getopt's messages */
 	while ((c = getopt_long(argc, argv, "+vhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -2063,16 +2022,11 @@ int main(int argc, char **argv)
 	if (getenv("DM_DISABLE_UDEV") || access("/run/udev/control", F_OK))
 		dm_udev_set_sync_support(0);
 
-	if (!strcmp(cmd, "status")) {
-		r = cmd_status(argc, argv);
-	} else if (!strcmp(cmd, "watch")) {
-		r = cmd_monitor(argc, argv, false);
-	} else if (!strcmp(cmd, "wait")) {
-		r = cmd_monitor(argc, argv, true);
-	} else if (!strcmp(cmd, "prefetch")) {
-		r = cmd_prefetch(argc, argv);
-	} else if (!strcmp(cmd, "finalize")) {
-		r = cmd_finalize(argc, argv);
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(cmd, commands[i].name))
+			break;
+	if (i < ARRAY_SIZE(commands)) {
+		r = commands[i].run(argc, argv);
 	} else if (!strcmp(cmd, "help")) {
 		print_usage(stdout);
 		r = EXIT_OK;

@@ -59,50 +59,9 @@ $CC $CFLAGS_T -o "$TMP/cor-poke" "$HERE/cor-poke.c" "$SRC/cor-meta.c" ||
 POKE=$TMP/cor-poke
 echo "# tools: $BIN${SAN:+ (built with $SAN)}"
 
-########################################################################
-# KTAP and assertions (in the style of the selftests' lib.sh)
-
-CNT=0 NFAIL=0 NSKIP=0
-ERRS=() SKIP=
-
-diag()
-{
-	printf '%s\n' "$@" | sed 's/^/# /'
-}
-
-fail()
-{
-	ERRS+=("$*")
-	diag "FAIL: $*"
-	return 1
-}
-
-skip()
-{
-	SKIP="$*"
-	return 4
-}
-
-run()
-{
-	local name=$1
-
-	shift
-	ERRS=() SKIP=
-	"$@"
-	local rc=$?
-	CNT=$((CNT + 1))
-	if [ -n "$SKIP" ]; then
-		NSKIP=$((NSKIP + 1))
-		echo "ok $CNT $name # SKIP $SKIP"
-	elif [ ${#ERRS[@]} -gt 0 ] || [ $rc -ne 0 ]; then
-		NFAIL=$((NFAIL + 1))
-		[ ${#ERRS[@]} -eq 0 ] && diag "returned $rc"
-		echo "not ok $CNT $name"
-	else
-		echo "ok $CNT $name"
-	fi
-}
+# KTAP subtests: run, fail, skip, diag
+# shellcheck source=tools/dm-cor/tests/lib_ktap.sh
+. "$HERE/lib_ktap.sh"
 
 # t RC PATTERN TOOL ARGS...: run a tool; its exit status must be RC ("nz":
 # any failure but a crash), its output (stdout and stderr, in $OUT) must

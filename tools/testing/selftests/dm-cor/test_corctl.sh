@@ -25,7 +25,7 @@
 cor_test_init
 
 CORCTL=$(cor_tool corctl)
-[ -n "$CORCTL" ] || ktap_skip_all "corctl not built (make -C tools/dm-cor -f corctl.mk)"
+[ -n "$CORCTL" ] || ktap_skip_all "corctl not built (make -C tools/dm-cor)"
 
 ktap_plan 11
 
