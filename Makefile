@@ -8,6 +8,7 @@
 #   make W=1 C=2              extra warnings and sparse, as CI runs them
 #   make tools                userspace tools and selftest helpers
 #   make install              the tools and their man pages (PREFIX, DESTDIR)
+#   make deb                  Debian packages dm-cor-dkms, dm-cor-tools in build/deb/
 #   make check                checkpatch --strict on the sources
 #   make test                 the whole suite in VMs (both Debian kernels)
 #
@@ -24,8 +25,9 @@ CHECKPATCH ?= $(firstword $(wildcard /usr/src/linux-source-6.12/scripts/checkpat
 
 W ?=
 C ?=
+DEB_DIR := build/deb
 
-.PHONY: all module tools install check test demo clean
+.PHONY: all module tools install deb check test demo clean
 
 all: module
 
@@ -43,6 +45,19 @@ tools:
 
 install:
 	$(MAKE) -C tools/dm-cor install
+
+# Built in a copy of the tree (without build/ and .git), so that the tree
+# itself stays clean; only the .deb, .buildinfo and .changes files are kept.
+# No -dbgsym package: apt install ./build/deb/*.deb installs the two.
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src/dm-cor
+	tar -c --exclude=./build --exclude=./.git . | tar -x -C $(DEB_DIR)/src/dm-cor
+	cd $(DEB_DIR)/src/dm-cor && \
+		DEB_BUILD_OPTIONS="noautodbgsym $(DEB_BUILD_OPTIONS)" dpkg-buildpackage -us -uc -b
+	mv $(DEB_DIR)/src/*.deb $(DEB_DIR)/src/*.buildinfo $(DEB_DIR)/src/*.changes $(DEB_DIR)/
+	rm -rf $(DEB_DIR)/src
+	@ls -1 $(DEB_DIR)/*.deb
 
 check:
 	@test -n "$(CHECKPATCH)" || { echo "checkpatch.pl not found (apt-get install linux-source-6.12)"; exit 1; }
