@@ -17,6 +17,8 @@ PACKAGES=(
 	linux-image-amd64 linux-headers-amd64
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 linux-source-6.12
 	build-essential bc sparse perl libdevmapper-dev ccache flex bison libelf-dev unifdef git python3
+	# Debian packages (make deb, scripts/package-test.sh); openssl: dkms's signing key
+	dkms dh-dkms debhelper lintian openssl
 	# guest userspace (tests, demo)
 	dmsetup fio util-linux mount bsdextrautils e2fsprogs xfsprogs diffutils gawk
 	coreutils grep sed findutils procps
