@@ -184,6 +184,18 @@ else
 	record fail "tools build" "$(tail -n 20 build/tools.log)"
 fi
 
+# The Debian packages (scripts/package-test.sh: make deb, lintian, install
+# on this machine, DKMS's module for each kernel smoke-tested in a VM,
+# purge): about a minute, run in the background at a lower priority
+# beside the selftests, recorded before the summary (package_pid).
+# DMCOR_PACKAGE_TEST=0 skips it.
+package_pid=
+if [ "${DMCOR_PACKAGE_TEST:-1}" != 0 ]; then
+	echo "== package test in the background (log: build/package-test.log)"
+	nice -n 10 scripts/package-test.sh "${kernels[@]}" </dev/null >build/package-test.log 2>&1 &
+	package_pid=$!
+fi
+
 # Selftests, one VM per kernel
 for k in "${kernels[@]}"; do
 	kver=$(resolve_kver "$k") || continue
@@ -267,6 +279,17 @@ else
 	else
 		record fail "debug kernel build" "$(tail -n 10 build/debug-kernel.log)"
 	fi
+fi
+
+# The package test started after the tools build
+if [ -z "$package_pid" ]; then
+	record skip "Debian packages" "DMCOR_PACKAGE_TEST=0"
+elif wait "$package_pid"; then
+	record pass "Debian packages ($(grep -c '^ok ' build/package-test.log) checks, $(
+		tail -n 1 build/package-test.log | grep -oE '[0-9]+ s'))"
+else
+	record fail "Debian packages" \
+		"$(grep '^FAILED' build/package-test.log | head -n 5; tail -n 5 build/package-test.log)"
 fi
 
 echo
