@@ -132,14 +132,16 @@ else
 fi
 
 # The tools package holds what "make install" installs (compressed or not)
-dest=$logs/make-install
+dest=$top/$logs/make-install
 if make -s -C tools/dm-cor install DESTDIR="$dest" PREFIX=/usr SBINDIR=/usr/sbin \
 	>"$logs/make-install.log" 2>&1; then
 	missing=$(comm -23 <(cd "$dest" && find . ! -type d | sed 's/\.gz$//' | sort) \
 		<(dpkg-deb -c "$tools_deb" | awk '{ print $6 }' | sed 's/\.gz$//' | sort))
-	if [ -z "$missing" ]; then
-		ok "dm-cor-tools holds every file make install installs" \
-			"($(find "$dest" ! -type d | wc -l))"
+	n=$(find "$dest" ! -type d | wc -l)
+	if [ "$n" -eq 0 ]; then
+		bad "make -C tools/dm-cor install DESTDIR=$dest installed nothing"
+	elif [ -z "$missing" ]; then
+		ok "dm-cor-tools holds every file make install installs ($n)"
 	else
 		bad "dm-cor-tools lacks what make install installs: $(echo "$missing" | xargs)"
 	fi
