@@ -186,7 +186,7 @@ fi
 
 # The Debian packages (scripts/package-test.sh: make deb, lintian, install
 # on this machine, DKMS's module for each kernel smoke-tested in a VM,
-# purge): about a minute, run in the background at a lower priority
+# purge): about two minutes, run in the background at a lower priority
 # beside the selftests, recorded before the summary (package_pid).
 # DMCOR_PACKAGE_TEST=0 skips it.
 package_pid=
