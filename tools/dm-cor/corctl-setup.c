@@ -25,6 +25,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/fs.h>
 
@@ -537,6 +538,108 @@ static void kmsg_print_dm(int fd)
 }
 
 /* ------------------------------------------------------------------ */
+/* LVM's devices file */
+
+/*
+ * The origin and the destination of a cor device (and, after finalize,
+ * the destination of the linear device) show the same PV label as the
+ * device itself, so LVM would see one PV on several devices and refuse
+ * the VG.  Where LVM's devices file is in use, it lists the devices LVM
+ * may use: the cor device goes in, its components come out.  lvmdevices
+ * does the editing, so the file stays LVM's.
+ */
+/* LVM's own: $LVM_SYSTEM_DIR (default /etc/lvm)/devices/system.devices */
+static const char *lvm_devices_file(void)
+{
+	static char path[PATH_MAX];
+	const char *dir = getenv("LVM_SYSTEM_DIR");
+
+	snprintf(path, sizeof(path), "%s/devices/system.devices", dir && *dir ? dir : "/etc/lvm");
+	return path;
+}
+
+/* Whether the devices file has a line with @key@value followed by a blank */
+static bool devices_file_has(const char *key, const char *value)
+{
+	char line[4096], want[PATH_MAX + 32];
+	bool found = false;
+	FILE *f;
+
+	f = fopen(lvm_devices_file(), "re");
+	if (!f)
+		return false;
+	snprintf(want, sizeof(want), "%s%s ", key, value);
+	while (!found && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = ' ';
+		found = strstr(line, want);
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * The name under which the devices file lists @b (its DEVNAME or IDNAME):
+ * the path given, /dev/SYSNAME, or /dev/mapper/NAME of a dm device.
+ */
+static bool devices_file_entry(const struct blockdev *b, char *dev, size_t len)
+{
+	char path[PATH_MAX], dm_name[NAME_MAX + 1];
+	const char *names[3] = { b->path, path, NULL };
+	unsigned int i;
+
+	snprintf(path, sizeof(path), "/dev/%s", b->sysname);
+	snprintf(dev, len, "/sys/class/block/%s/dm/name", b->sysname);
+	if (!read_sysfs(dev, dm_name, sizeof(dm_name))) {
+		snprintf(dev, len, "/dev/mapper/%s", dm_name);
+		names[2] = dev;
+	}
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		if (names[i] && (devices_file_has("DEVNAME=", names[i]) ||
+				 devices_file_has("IDNAME=", names[i]))) {
+			if (names[i] != dev)
+				snprintf(dev, len, "%s", names[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
+static int run_lvmdevices(const char *op, const char *dev)
+{
+	char cmd[PATH_MAX + 64];
+	int r;
+
+	snprintf(cmd, sizeof(cmd), "lvm lvmdevices --yes %s '%s' >/dev/null 2>&1", op, dev);
+	r = system(cmd);
+	if (r) {
+		err("lvm lvmdevices %s %s failed (exit %d)", op, dev,
+		    WIFEXITED(r) ? WEXITSTATUS(r) : r);
+		return -1;
+	}
+	return 0;
+}
+
+static void update_lvm_devices_file(const char *name, const struct blockdev **parts,
+				    unsigned int nr_parts)
+{
+	char mapper[PATH_MAX], dev[PATH_MAX];
+	unsigned int i;
+
+	if (access(lvm_devices_file(), F_OK))
+		return;
+	for (i = 0; i < nr_parts; i++) {
+		if (!devices_file_entry(parts[i], dev, sizeof(dev)))
+			continue;
+		if (!run_lvmdevices("--deldev", dev))
+			printf("%s: LVM devices file: %s (%s) removed: it is part of %s\n", name,
+			       dev, parts[i]->what, name);
+	}
+	snprintf(mapper, sizeof(mapper), "/dev/mapper/%s", name);
+	if (!devices_file_has("IDNAME=", mapper) && !run_lvmdevices("--adddev", mapper))
+		printf("%s: LVM devices file: %s added\n", name, mapper);
+}
+
+/* ------------------------------------------------------------------ */
 /* Setting a device up */
 
 struct setup {
@@ -546,6 +649,7 @@ struct setup {
 	const char *metadata;	/* "-": volatile */
 	struct cortab_options opt;
 	__u64 length;		/* sectors, 0: the origin's size */
+	bool may_exist;		/* activate: an active device of these devices is fine */
 	bool format;		/* --format: may overwrite what is not dm-cor metadata */
 	bool dry_run;
 };
@@ -675,6 +779,7 @@ static int check_existing(const struct setup *s, const struct dm_info *info)
 static int setup_device(const struct setup *s)
 {
 	struct blockdev o, d, m;
+	const struct blockdev *parts[3] = { &o, &d, &m };
 	struct meta_info mi;
 	struct dm_info info;
 	char params[512], a[64], b[64];
@@ -687,7 +792,11 @@ static int setup_device(const struct setup *s)
 	memset(&mi, 0, sizeof(mi));
 	switch (dm_device_exists(s->name, &info)) {
 	case DM_PRESENT:
-		return check_existing(s, &info);
+		if (s->may_exist)
+			return check_existing(s, &info);
+		err("%s exists: refusing (corctl activate takes an active device as it is)",
+		    s->name);
+		return -1;
 	case DM_UNKNOWN:
 		return -1;
 	case DM_ABSENT:
@@ -806,6 +915,7 @@ static int setup_device(const struct setup *s)
 		}
 		if (load_table(s, "linear", len, params))
 			return -1;
+		update_lvm_devices_file(s->name, parts, 3);
 		printf("%s: every region is hydrated: activated as linear over %s\n", s->name,
 		       d.path);
 		return 0;
@@ -834,6 +944,7 @@ static int setup_device(const struct setup *s)
 	else
 		printf("%s: created, metadata %s re-attached: %llu/%llu regions hydrated\n",
 		       s->name, m.path, mi.nr_hydrated, g.nr_regions);
+	update_lvm_devices_file(s->name, parts, volatile_md ? 2 : 3);
 	return 0;
 }
 
@@ -1116,6 +1227,7 @@ int cmd_activate(int argc, char **argv)
 			.dest = list[i]->dest,
 			.metadata = list[i]->metadata,
 			.opt = list[i]->opt,
+			.may_exist = true,
 			.dry_run = dry,
 		};
 
