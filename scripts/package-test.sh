@@ -113,7 +113,9 @@ t0=$(date +%s)
 if make deb >"$logs/deb.log" 2>&1; then
 	ok "make deb ($(($(date +%s) - t0)) s): $(cd "$debs" && echo *.deb)"
 else
-	bad "make deb: $(tail -n 5 "$logs/deb.log" | tr '\n' ' ')"
+	why=$(grep -E 'error|cannot|^not ok' "$logs/deb.log" | head -n 3 ||
+		tail -n 5 "$logs/deb.log")
+	bad "make deb: $(echo "$why" | tr '\n' ' ')(log: $logs/deb.log)"
 	finish
 fi
 dkms_deb=$(ls "$debs"/dm-cor-dkms_*_all.deb)

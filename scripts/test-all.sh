@@ -288,8 +288,8 @@ elif wait "$package_pid"; then
 	record pass "Debian packages ($(grep -c '^ok ' build/package-test.log) checks, $(
 		tail -n 1 build/package-test.log | grep -oE '[0-9]+ s'))"
 else
-	record fail "Debian packages" \
-		"$(grep '^FAILED' build/package-test.log | head -n 5; tail -n 5 build/package-test.log)"
+	record fail "Debian packages" "$(grep -E '^FAILED|^package test:' build/package-test.log |
+		head -n 6 || tail -n 5 build/package-test.log)"
 fi
 
 echo
