@@ -113,7 +113,7 @@ st_create_args()
 # before they touch any device (there is none here)
 st_bad_lines()
 {
-	local spec line why f=$TMP/bad.cortab
+	local line why f=$TMP/bad.cortab
 
 	while IFS='|' read -r line why; do
 		printf '# a comment\n\n%s\n' "$line" >"$f"

@@ -23,7 +23,8 @@ cor_test_init
 
 CORCTL=$(cor_tool corctl)
 CHECK=$(cor_tool cor_check)
-[ -n "$CORCTL" ] && [ -n "$CHECK" ] || ktap_skip_all "corctl or cor_check not built (make -C tools/dm-cor)"
+[ -n "$CORCTL" ] && [ -n "$CHECK" ] ||
+	ktap_skip_all "corctl or cor_check not built (make -C tools/dm-cor)"
 
 ktap_plan 6
 
@@ -70,23 +71,43 @@ data_matches()
 	local n=()
 
 	[ -n "$2" ] && n=(-n $(($2 * 1048576)))
-	cmp -s "${n[@]}" "$1" "$MODEL" ||
-		fail "$1 differs from the model (origin + writes): $(cmp "${n[@]}" "$1" "$MODEL" 2>&1 | head -n 1)"
+	cmp -s "${n[@]}" "$1" "$MODEL" && return 0
+	fail "$1 differs from the model (origin + writes):" \
+		"$(cmp "${n[@]}" "$1" "$MODEL" 2>&1 | head -n 1)"
+}
+
+# expect_said RC PATTERN WHAT: the last corctl exited RC and said PATTERN
+expect_said()
+{
+	[ "$RC" -eq "$1" ] && tr '\n' ' ' <<<"$OUT" | grep -qE -- "$2" && return 0
+	fail "$3: exit $RC (expected $1), no '$2' in: $OUT"
+}
+
+# origin_table TARGET...: reload the origin slice with "0 LEN TARGET..."
+origin_table()
+{
+	local o
+
+	o=$(dm_name origin)
+	dmsetup suspend "$o" && dmsetup load "$o" --table "0 $ORIGIN_SECTORS $*" &&
+		dmsetup resume "$o"
 }
 
 meta_sum() { dd if="$META" bs=4K count=2 iflag=direct status=none | sha256sum; }
 
 st_refusals()
 {
-	local zero_sum holder
+	local zero_sum holder want
 
 	zero_sum=$(meta_sum)
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META" -r 32k
 	expect_refused "metadata $META is blank .*refusing to format it without --format"
 	corctl create "$NAME" "$ORIGIN" "$SMALL_DEST" "$META" -r 32k --format
-	expect_refused "destination $SMALL_DEST is too small: 32768 sectors \(16.0 MiB\), the device needs 65536 sectors \(32.0 MiB\)"
+	want="destination $SMALL_DEST is too small: 32768 sectors \(16.0 MiB\), "
+	expect_refused "${want}the device needs 65536 sectors \(32.0 MiB\)"
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$SMALL_META" -r 32k --format
-	expect_refused "metadata $SMALL_META is too small: 16 sectors \(8.0 KiB\), 1024 regions of 64 sectors need 48 sectors \(24.0 KiB\)"
+	want="metadata $SMALL_META is too small: 16 sectors \(8.0 KiB\), "
+	expect_refused "${want}1024 regions of 64 sectors need 48 sectors \(24.0 KiB\)"
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$DEST" --format
 	expect_refused "three different devices"
 	corctl create "$NAME" /dev/null "$DEST" "$META" --format
@@ -98,7 +119,7 @@ st_refusals()
 	dm_create writer "0 8192 linear $ORIGIN 0" || { fail "cannot create a writer"; return; }
 	holder=$(dm_name writer)
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META" -r 32k --format
-	expect_refused "origin $ORIGIN is in use by $holder \(dm-[0-9]+, linear\), which could write it"
+	expect_refused "origin $ORIGIN is in use by $holder \(dm-[0-9]+, linear\), which could"
 	grep -q "deactivate $holder first" <<<"$OUT" || fail "no advice: $OUT"
 	# the same through cortab
 	corctl activate --cortab "$CORTAB"
@@ -106,7 +127,8 @@ st_refusals()
 	grep -q "not activated" <<<"$OUT" || fail "activate does not say what it skipped: $OUT"
 	dm_remove writer || fail "cannot remove the writer"
 	# anything holding the destination
-	dm_create reader "0 8192 linear $DEST 0" --readonly || { fail "cannot create a reader"; return; }
+	dm_create reader "0 8192 linear $DEST 0" --readonly ||
+		{ fail "cannot create a reader"; return; }
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META" -r 32k --format
 	expect_refused "destination $DEST is in use by $(dm_name reader)"
 	dm_remove reader || fail "cannot remove the reader"
@@ -122,8 +144,7 @@ st_create_format()
 	local fmt
 
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META" --region-size 32k --format --dry-run
-	[ "$RC" -eq 0 ] && grep -q "would format the metadata and load \"0 $ORIGIN_SECTORS cor " <<<"$OUT" ||
-		fail "dry run: exit $RC: $OUT"
+	expect_said 0 "would format the metadata and load \"0 $ORIGIN_SECTORS cor " "the dry run"
 	dm_exists "$NAME" && fail "the dry run created the device"
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META" --region-size 32k --format
 	[ "$RC" -eq 0 ] || { fail "create --format: exit $RC: $OUT"; return; }
@@ -141,8 +162,7 @@ st_create_format()
 	data_matches "/dev/mapper/$NAME" 10
 	# create does not take an existing device, even the same one
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META"
-	[ "$RC" -eq 1 ] && grep -q "$NAME exists" <<<"$OUT" ||
-		fail "a second create of $NAME: exit $RC: $OUT"
+	expect_said 1 "$NAME exists" "a second create of $NAME"
 }
 
 st_reboot()
@@ -153,20 +173,21 @@ st_reboot()
 	before=$(cor_bitmap "$NAME" hydrated 0 "$TOTAL")
 	[ -n "$before" ] || fail "nothing hydrated before the reboot"
 	corctl activate --cortab "$CORTAB" "$NAME"
-	[ "$RC" -eq 0 ] && grep -q "already active" <<<"$OUT" || fail "activate of an active device: $OUT"
+	expect_said 0 "already active" "activate of an active device"
 	corctl deactivate --cortab "$CORTAB"
-	[ "$RC" -eq 0 ] && grep -q "$NAME: deactivated" <<<"$OUT" || fail "deactivate: exit $RC: $OUT"
+	expect_said 0 "$NAME: deactivated" "deactivate"
 	dm_exists "$NAME" && { fail "$NAME still exists"; return; }
-	"$CHECK" "$META" >"$COR_TMP/check" 2>&1 || fail "cor_check after deactivate: $(cat "$COR_TMP/check")"
+	"$CHECK" "$META" >"$COR_TMP/check" 2>&1 ||
+		fail "cor_check after deactivate: $(cat "$COR_TMP/check")"
 	corctl deactivate --cortab "$CORTAB" "$NAME"
-	[ "$RC" -eq 0 ] && grep -q "not active" <<<"$OUT" || fail "deactivate of an inactive device: $OUT"
+	expect_said 0 "not active" "deactivate of an inactive device"
 
 	# --format is never needed again, and never allowed on valid metadata
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META" --format
 	expect_refused "dm-cor metadata, [0-9]+/$TOTAL regions hydrated"
 	corctl activate --cortab "$CORTAB"
 	[ "$RC" -eq 0 ] || { fail "activate after the reboot: exit $RC: $OUT"; return; }
-	grep -q "re-attached: [0-9]*/$TOTAL regions hydrated" <<<"$OUT" || fail "activate said: $OUT"
+	expect_said 0 "re-attached: [0-9]*/$TOTAL regions hydrated" "activate after the reboot"
 	after=$(cor_bitmap "$NAME" hydrated 0 "$TOTAL")
 	expect_eq "$after" "$before" "hydrated regions after the reboot"
 	data_matches "/dev/mapper/$NAME"
@@ -177,8 +198,7 @@ st_reboot()
 	corctl deactivate --cortab "$CORTAB" "$NAME"
 	dm_create "$NAME" "0 8 zero" || { fail "cannot create a zero device"; return; }
 	corctl activate --cortab "$CORTAB" "$NAME"
-	[ "$RC" -eq 1 ] && grep -q "exists with another table (zero)" <<<"$OUT" ||
-		fail "activate over another device: exit $RC: $OUT"
+	expect_said 1 "exists with another table \(zero\)" "activate over another device"
 	dm_remove "$NAME" || fail "cannot remove the zero device"
 }
 
@@ -188,7 +208,7 @@ st_busy()
 	[ "$RC" -eq 0 ] || { fail "activate: $OUT"; return; }
 	exec {fd}<"/dev/mapper/$NAME"
 	corctl deactivate --cortab "$CORTAB"
-	[ "$RC" -eq 1 ] && grep -q "$NAME is open" <<<"$OUT" || fail "deactivate of an open device: $OUT"
+	expect_said 1 "$NAME is open" "deactivate of an open device"
 	exec {fd}<&-
 	dm_exists "$NAME" || fail "an open device was removed"
 }
@@ -202,21 +222,18 @@ st_hydrated_linear()
 	corctl deactivate --cortab "$CORTAB" "$NAME"
 	[ "$RC" -eq 0 ] || { fail "deactivate: $OUT"; return; }
 	# the origin is gone: only the destination is read
-	dmsetup suspend "$(dm_name origin)" && dmsetup load "$(dm_name origin)" \
-		--table "0 $ORIGIN_SECTORS error" && dmsetup resume "$(dm_name origin)" ||
-		{ fail "cannot make the origin fail"; return; }
+	origin_table error || { fail "cannot make the origin fail"; return; }
 	corctl activate --cortab "$CORTAB"
-	[ "$RC" -eq 0 ] && grep -q "every region is hydrated: activated as linear over $DEST" <<<"$OUT" ||
-		fail "activate of a hydrated device: exit $RC: $OUT"
+	expect_said 0 "every region is hydrated: activated as linear over $DEST" \
+		"activate of a hydrated device"
 	table=$(dmsetup table "$NAME")
-	expect_eq "$table" "0 $ORIGIN_SECTORS linear $(dev_majmin "$DEST") 0" "table of the hydrated device"
+	expect_eq "$table" "0 $ORIGIN_SECTORS linear $(dev_majmin "$DEST") 0" \
+		"table of the hydrated device"
 	data_matches "/dev/mapper/$NAME"
 	corctl deactivate --cortab "$CORTAB"
 	[ "$RC" -eq 0 ] || fail "deactivate of the linear device: $OUT"
 	# the origin's content is back for the epilogue's checksum
-	dmsetup suspend "$(dm_name origin)" && dmsetup load "$(dm_name origin)" \
-		--table "0 $ORIGIN_SECTORS linear $(cor_disk 0) 0" && dmsetup resume "$(dm_name origin)" ||
-		fail "cannot restore the origin"
+	origin_table "linear $(cor_disk 0) 0" || fail "cannot restore the origin"
 }
 
 st_bad_cortab()
@@ -228,8 +245,7 @@ st_bad_cortab()
 	printf '%s %s %s %s bogus\n' "$NAME" "$ORIGIN" "$DEST" "$META" >"$f"
 	corctl activate --cortab "$f"
 	expect_refused "$f:1: unknown option 'bogus'"
-	printf '%s UUID=%s %s %s\n' "$NAME" "$(blkid -s UUID -o value "$ORIGIN" 2>/dev/null || echo x)" \
-		"$DEST" "$META" >"$f"
+	printf '%s UUID=%s %s %s\n' "$NAME" "$(uuidgen 2>/dev/null || echo x)" "$DEST" "$META" >"$f"
 	corctl activate --cortab "$f" "$NAME"
 	expect_refused "tags such as UUID= and LABEL= are refused"
 	printf '%s /dev/nonexistent %s %s\n' "$NAME" "$DEST" "$META" >"$f"

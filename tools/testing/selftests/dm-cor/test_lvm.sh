@@ -61,7 +61,8 @@ use_devices_file()
 	if [ "$1" = 1 ]; then
 		# search_for_devnames = "none": a PV missing at boot is not looked
 		# for on other devices (the destination carries its label too)
-		echo 'devices { use_devicesfile = 1 search_for_devnames = "none" }' >>"$LVMDIR/lvm.conf"
+		printf 'devices { use_devicesfile = 1 search_for_devnames = "none" }\n' \
+			>>"$LVMDIR/lvm.conf"
 		: >"$LVMDIR/devices/system.devices"
 	fi
 }
@@ -81,7 +82,13 @@ files_make()
 files_check()	# files_check DIR
 {
 	(cd "$1" && sha256sum -c --quiet "$COR_TMP/sums") >/dev/null 2>&1 ||
-		fail "files on $1 differ: $(cd "$1" && sha256sum -c "$COR_TMP/sums" 2>&1 | tr '\n' ' ')"
+		fail "files on $1 differ:" \
+			"$(cd "$1" && sha256sum -c "$COR_TMP/sums" 2>&1 | tr '\n' ' ')"
+}
+
+fsck_clean()	# fsck_clean DEV: e2fsck finds nothing to fix
+{
+	e2fsck -fn "$1" >"$COR_TMP/fsck" 2>&1 || fail "e2fsck $1: $(tail -n 5 "$COR_TMP/fsck")"
 }
 
 # write_hydrate_finalize: a new file on $MNT (in the checksums), then the
@@ -116,7 +123,7 @@ reboot_sim()
 	lvm_cmd vgchange -an "$1" || return
 	corctl deactivate --cortab "$CORTAB" || return
 	dm_exists "$NAME" && { fail "$NAME is still there"; return 1; }
-	lvm vgs "$1" >/dev/null 2>&1 && lvm lvs --noheadings -o lv_active "$1" 2>/dev/null | grep -q active &&
+	lvm lvs --noheadings -o lv_active "$1" 2>/dev/null | grep -q active &&
 		fail "$1 is active without its PV"
 	corctl activate --cortab "$CORTAB" || return
 	lvm_cmd vgchange -aay "$1" || return
@@ -153,9 +160,9 @@ st_lvs_under()
 	lvm_cmd lvremove -q -y "$vg/origin" || return
 	files_check "$MNT"
 	umount "$MNT"
-	e2fsck -fn "/dev/mapper/$NAME" >"$COR_TMP/fsck" 2>&1 || fail "e2fsck: $(tail -n 5 "$COR_TMP/fsck")"
+	fsck_clean "/dev/mapper/$NAME"
 	dmsetup remove "$NAME" || fail "cannot remove $NAME"
-	e2fsck -fn "/dev/$vg/dest" >"$COR_TMP/fsck" 2>&1 || fail "e2fsck of dest: $(tail -n 5 "$COR_TMP/fsck")"
+	fsck_clean "/dev/$vg/dest"
 	teardown "$vg"
 	lvm pvremove -q -y "$pv" >/dev/null 2>&1
 	dd if=/dev/zero of="$pv" bs=1M count=1 oflag=direct status=none
@@ -166,7 +173,8 @@ st_vg_on_top()
 	local vg=${VG}b
 
 	use_devices_file 1
-	slice_create origin_b 0 64M && slice_create dest_b 1 64M && slice_create meta_b 2 1M || return
+	slice_create origin_b 0 64M && slice_create dest_b 1 64M &&
+		slice_create meta_b 2 1M || return
 	zero_dev "$(dm_path meta_b)" || return
 	stamp_origin "" "$(dm_path origin_b)" || return
 	printf '%s %s %s %s format\n' "$NAME" "$(dm_path origin_b)" "$(dm_path dest_b)" \
@@ -188,7 +196,7 @@ st_vg_on_top()
 	mount "/dev/$vg/data" "$MNT" || { fail "cannot mount after the reboot"; return; }
 	files_check "$MNT"
 	umount "$MNT"
-	e2fsck -fn "/dev/$vg/data" >"$COR_TMP/fsck" 2>&1 || fail "e2fsck: $(tail -n 5 "$COR_TMP/fsck")"
+	fsck_clean "/dev/$vg/data"
 	teardown "$vg"
 }
 
@@ -197,7 +205,8 @@ st_pv_migration()
 	local vg=${VG}c origin sum
 
 	use_devices_file 1
-	slice_create origin_c 0 64M && slice_create dest_c 1 64M && slice_create meta_c 2 1M || return
+	slice_create origin_c 0 64M && slice_create dest_c 1 64M &&
+		slice_create meta_c 2 1M || return
 	origin=$(dm_path origin_c)
 	zero_dev "$(dm_path meta_c)" || return
 	lvm_cmd pvcreate -q "$origin" && lvm_cmd vgcreate -q "$vg" "$origin" &&
@@ -211,7 +220,8 @@ st_pv_migration()
 	printf '%s %s %s %s format,region-size=64k\n' "$NAME" "$origin" "$(dm_path dest_c)" \
 		"$(dm_path meta_c)" >"$CORTAB"
 	corctl activate --cortab "$CORTAB" || return
-	grep -q "LVM devices file: .* removed" <<<"$OUT" || fail "the origin stayed in the devices file"
+	grep -q "LVM devices file: .* removed" <<<"$OUT" ||
+		fail "the origin stayed in the devices file"
 	one_pv "$vg" "/dev/mapper/$NAME"
 	lvm_cmd vgchange -ay "$vg" || return
 	mount "/dev/$vg/data" "$MNT" || { fail "cannot mount the migrated LV"; return; }
@@ -223,12 +233,12 @@ st_pv_migration()
 	mount "/dev/$vg/data" "$MNT" || { fail "cannot mount after the reboot"; return; }
 	files_check "$MNT"
 	umount "$MNT"
-	e2fsck -fn "/dev/$vg/data" >"$COR_TMP/fsck" 2>&1 || fail "e2fsck: $(tail -n 5 "$COR_TMP/fsck")"
+	fsck_clean "/dev/$vg/data"
 	lvm_cmd vgchange -an "$vg"
 	expect_eq "$(sha256sum <"$origin")" "$sum" "the origin's checksum"
 	teardown "$vg"
 }
 
-run_subtest "LVs under: origin, destination, metadata LVs; finalize; lvremove the origin" st_lvs_under
+run_subtest "LVs under: origin, destination and metadata LVs; lvremove the origin" st_lvs_under
 run_subtest "a VG on top: one PV, finalize mounted, simulated reboot" st_vg_on_top
 run_subtest "PV migration: one PV before and after finalize and the reboot" st_pv_migration
