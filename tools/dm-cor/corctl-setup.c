@@ -776,6 +776,91 @@ static int check_existing(const struct setup *s, const struct dm_info *info)
 	return r;
 }
 
+/*
+ * What the metadata device holds decides the geometry: valid metadata its
+ * own (options that differ are refused), blank metadata the options'.
+ */
+static int check_metadata(const struct setup *s, const struct blockdev *m,
+			  struct meta_info *mi, __u64 *region, __u64 *len, bool *blank)
+{
+	char a[64];
+
+	if (inspect_metadata(m->path, mi))
+		return -1;
+	switch (mi->state) {
+	case META_VALID:
+		if (*region && *region != mi->geom.region_sectors) {
+			err("metadata %s records a region size of %llu sectors, not %llu:",
+			    m->path, mi->geom.region_sectors, *region);
+			err("refusing: the region size of metadata cannot change");
+			return -1;
+		}
+		if (*len && *len != mi->geom.target_sectors) {
+			err("metadata %s records a length of %s, not %llu sectors:", m->path,
+			    fmt_sectors(mi->geom.target_sectors, a, sizeof(a)), *len);
+			err("refusing: its length cannot change");
+			return -1;
+		}
+		if (s->format) {
+			err("metadata %s: dm-cor metadata, %llu/%llu regions hydrated:",
+			    m->path, mi->nr_hydrated, mi->geom.nr_regions);
+			err("refusing to format it; without --format it is re-attached");
+			return -1;
+		}
+		*region = mi->geom.region_sectors;
+		*len = mi->geom.target_sectors;
+		return 0;
+	case META_BLANK:
+		if (!s->format && !s->opt.format) {
+			err("metadata %s is blank (its superblocks are zero):", m->path);
+			err("refusing to format it without --format (cortab: format)");
+			return -1;
+		}
+		*blank = true;
+		return 0;
+	case META_FOREIGN:
+		if (!s->format) {
+			err("metadata %s holds something that is not dm-cor metadata (%s):",
+			    m->path, mi->why);
+			err("refusing; --format overwrites it");
+			return -1;
+		}
+		*blank = true;
+		return 0;
+	case META_DAMAGED:
+		break;
+	}
+	err("metadata %s holds damaged dm-cor metadata (%s):", m->path, mi->why);
+	err("refusing; run cor_check %s, then cor_repair", m->path);
+	return -1;
+}
+
+/* Every region hydrated: linear over the destination, the origin unused */
+static int setup_linear(const struct setup *s, const struct blockdev *d,
+			const struct blockdev *m, __u64 len)
+{
+	const struct blockdev *parts[2] = { d, m };
+	char params[64], a[64], b[64];
+
+	if (d->sectors < len) {
+		err("destination %s is too small: %s, the device needs %s", d->path,
+		    fmt_sectors(d->sectors, a, sizeof(a)), fmt_sectors(len, b, sizeof(b)));
+		return -1;
+	}
+	snprintf(params, sizeof(params), "%u:%u 0", major(d->rdev), minor(d->rdev));
+	if (s->dry_run) {
+		printf("%s: would load \"0 %llu linear %s\" (every region is hydrated)\n",
+		       s->name, len, params);
+		return 0;
+	}
+	if (load_table(s, "linear", len, params))
+		return -1;
+	printf("%s: every region is hydrated: activated as linear over %s\n", s->name,
+	       d->path);
+	update_lvm_devices_file(s->name, parts, ARRAY_SIZE(parts));
+	return 0;
+}
+
 static int setup_device(const struct setup *s)
 {
 	struct blockdev o, d, m;
@@ -802,80 +887,42 @@ static int setup_device(const struct setup *s)
 	case DM_ABSENT:
 		break;
 	}
-	if (open_blockdev(&o, "origin", s->origin) ||
-	    open_blockdev(&d, "destination", s->dest) ||
-	    (!volatile_md && open_blockdev(&m, "metadata", s->metadata)))
-		return -1;
-	if (o.rdev == d.rdev || (!volatile_md && (o.rdev == m.rdev || d.rdev == m.rdev))) {
-		err("%s: origin, destination and metadata must be three different devices",
-		    s->name);
-		return -1;
-	}
 	if (volatile_md && !s->opt.read_only) {
 		err("%s: volatile metadata (\"-\") needs --read-only", s->name);
+		return -1;
+	}
+	if (open_blockdev(&d, "destination", s->dest) ||
+	    (!volatile_md && open_blockdev(&m, "metadata", s->metadata)))
+		return -1;
+	if (!volatile_md && d.rdev == m.rdev) {
+		err("%s: origin, destination and metadata must be three different devices",
+		    s->name);
 		return -1;
 	}
 	if (d.read_only && !s->opt.read_only) {
 		err("destination %s is a read-only block device", d.path);
 		return -1;
 	}
-	if (check_not_in_use(&o, true) || check_not_in_use(&d, false) ||
-	    (!volatile_md && check_not_in_use(&m, false)))
+	if (check_not_in_use(&d, false) || (!volatile_md && check_not_in_use(&m, false)))
 		return -1;
 
 	/* the geometry: from valid metadata, else from the options */
 	region = s->opt.region_sectors;
 	len = s->length;
-	if (!volatile_md) {
-		if (inspect_metadata(m.path, &mi))
-			return -1;
-		switch (mi.state) {
-		case META_VALID:
-			if (region && region != mi.geom.region_sectors) {
-				err("metadata %s records a region size of %llu sectors, not %llu:",
-				    m.path, mi.geom.region_sectors, region);
-				err("refusing: the region size of metadata cannot change");
-				return -1;
-			}
-			if (len && len != mi.geom.target_sectors) {
-				err("metadata %s records a length of %s, not %llu sectors:", m.path,
-				    fmt_sectors(mi.geom.target_sectors, a, sizeof(a)), len);
-				err("refusing: its length cannot change");
-				return -1;
-			}
-			if (s->format) {
-				err("metadata %s: dm-cor metadata, %llu/%llu regions hydrated:",
-				    m.path, mi.nr_hydrated, mi.geom.nr_regions);
-				err("refusing to format it; without --format it is re-attached");
-				return -1;
-			}
-			region = mi.geom.region_sectors;
-			len = mi.geom.target_sectors;
-			break;
-		case META_BLANK:
-			if (!s->format && !s->opt.format) {
-				err("metadata %s is blank (its superblocks are zero):",
-				    m.path);
-				err("refusing to format it without --format (cortab: format)");
-				return -1;
-			}
-			blank = true;
-			break;
-		case META_FOREIGN:
-			if (!s->format) {
-				err("metadata %s holds something that is not dm-cor metadata (%s):",
-				    m.path, mi.why);
-				err("refusing; --format overwrites it");
-				return -1;
-			}
-			blank = true;
-			break;
-		case META_DAMAGED:
-			err("metadata %s holds damaged dm-cor metadata (%s):", m.path, mi.why);
-			err("refusing; run cor_check %s, then cor_repair", m.path);
-			return -1;
-		}
+	if (!volatile_md && check_metadata(s, &m, &mi, &region, &len, &blank))
+		return -1;
+	if (mi.state == META_VALID && mi.nr_hydrated == mi.geom.nr_regions)
+		return setup_linear(s, &d, &m, len);
+
+	if (open_blockdev(&o, "origin", s->origin))
+		return -1;
+	if (o.rdev == d.rdev || (!volatile_md && o.rdev == m.rdev)) {
+		err("%s: origin, destination and metadata must be three different devices",
+		    s->name);
+		return -1;
 	}
+	if (check_not_in_use(&o, true))
+		return -1;
 	if (!region)
 		region = DEFAULT_REGION_SECTORS;
 	if (!len)
@@ -903,22 +950,6 @@ static int setup_device(const struct setup *s)
 		    fmt_sectors(m.sectors, a, sizeof(a)), g.nr_regions, region,
 		    fmt_sectors(need, b, sizeof(b)));
 		return -1;
-	}
-
-	/* every region hydrated: the origin is not needed any more */
-	if (!volatile_md && !blank && mi.nr_hydrated == g.nr_regions) {
-		snprintf(params, sizeof(params), "%u:%u 0", major(d.rdev), minor(d.rdev));
-		if (s->dry_run) {
-			printf("%s: would load \"0 %llu linear %s\" (every region is hydrated)\n",
-			       s->name, len, params);
-			return 0;
-		}
-		if (load_table(s, "linear", len, params))
-			return -1;
-		update_lvm_devices_file(s->name, parts, 3);
-		printf("%s: every region is hydrated: activated as linear over %s\n", s->name,
-		       d.path);
-		return 0;
 	}
 
 	cor_params(s, &o, &d, volatile_md ? NULL : &m, region, params, sizeof(params));

@@ -83,16 +83,6 @@ expect_said()
 	fail "$3: exit $RC (expected $1), no '$2' in: $OUT"
 }
 
-# origin_table TARGET...: reload the origin slice with "0 LEN TARGET..."
-origin_table()
-{
-	local o
-
-	o=$(dm_name origin)
-	dmsetup suspend "$o" && dmsetup load "$o" --table "0 $ORIGIN_SECTORS $*" &&
-		dmsetup resume "$o"
-}
-
 meta_sum() { dd if="$META" bs=4K count=2 iflag=direct status=none | sha256sum; }
 
 st_refusals()
@@ -121,8 +111,9 @@ st_refusals()
 	corctl create "$NAME" "$ORIGIN" "$DEST" "$META" -r 32k --format
 	expect_refused "origin $ORIGIN is in use by $holder \(dm-[0-9]+, linear\), which could"
 	grep -q "deactivate $holder first" <<<"$OUT" || fail "no advice: $OUT"
-	# the same through cortab
-	corctl activate --cortab "$CORTAB"
+	# the same through cortab (a line that may format)
+	sed 's/region-size=32k$/region-size=32k,format/' "$CORTAB" >"$COR_TMP/format.cortab"
+	corctl activate --cortab "$COR_TMP/format.cortab"
 	expect_refused "origin $ORIGIN is in use by $holder"
 	grep -q "not activated" <<<"$OUT" || fail "activate does not say what it skipped: $OUT"
 	dm_remove writer || fail "cannot remove the writer"
@@ -222,7 +213,7 @@ st_hydrated_linear()
 	corctl deactivate --cortab "$CORTAB" "$NAME"
 	[ "$RC" -eq 0 ] || { fail "deactivate: $OUT"; return; }
 	# the origin is gone: only the destination is read
-	origin_table error || { fail "cannot make the origin fail"; return; }
+	dm_remove origin || { fail "cannot remove the origin"; return; }
 	corctl activate --cortab "$CORTAB"
 	expect_said 0 "every region is hydrated: activated as linear over $DEST" \
 		"activate of a hydrated device"
@@ -232,8 +223,9 @@ st_hydrated_linear()
 	data_matches "/dev/mapper/$NAME"
 	corctl deactivate --cortab "$CORTAB"
 	[ "$RC" -eq 0 ] || fail "deactivate of the linear device: $OUT"
-	# the origin's content is back for the epilogue's checksum
-	origin_table "linear $(cor_disk 0) 0" || fail "cannot restore the origin"
+	# the origin is back (the same slice) for the epilogue's checksum
+	dm_create origin "0 $ORIGIN_SECTORS linear $(cor_disk 0) 0" ||
+		fail "cannot restore the origin"
 }
 
 st_bad_cortab()
@@ -248,16 +240,16 @@ st_bad_cortab()
 	printf '%s UUID=%s %s %s\n' "$NAME" "$(uuidgen 2>/dev/null || echo x)" "$DEST" "$META" >"$f"
 	corctl activate --cortab "$f" "$NAME"
 	expect_refused "tags such as UUID= and LABEL= are refused"
-	printf '%s /dev/nonexistent %s %s\n' "$NAME" "$DEST" "$META" >"$f"
+	printf '%s %s /dev/nonexistent %s\n' "$NAME" "$ORIGIN" "$META" >"$f"
 	corctl activate --cortab "$f"
-	expect_refused "origin /dev/nonexistent: No such file"
+	expect_refused "destination /dev/nonexistent: No such file"
 }
 
 run_subtest "create refuses bad devices with the numbers, changing nothing" st_refusals
 run_subtest "create --format, copy-on-read, a write, no second format" st_create_format
 run_subtest "deactivate, simulated reboot, activate: state and data back" st_reboot
 run_subtest "deactivate refuses an open device" st_busy
-run_subtest "a hydrated line comes back as linear, origin gone" st_hydrated_linear
+run_subtest "a hydrated line comes back as linear, its origin removed" st_hydrated_linear
 run_subtest "bad cortab lines in the VM: refused, nothing created" st_bad_cortab
 
 if dm_exists "$NAME"; then
