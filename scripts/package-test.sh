@@ -6,7 +6,9 @@
 # on this machine with apt, check that DKMS built, signed and installed the
 # module for each kernel, boot each kernel in a VM with the module DKMS
 # built and run tools/testing/selftests/dm-cor/smoke_package.sh there (the
-# VMs side by side), check the installed tools, then purge both packages
+# VMs side by side), check the installed tools, boot a root filesystem on
+# a cor device through initramfs-tools and the installed hook
+# (scripts/rootboot-test.sh), then purge both packages
 # and check that DKMS removed the modules.  Prints one line per check and
 # exits non-zero if any failed.  Needs root; refuses to run when a dm-cor
 # package is installed already (it would be purged).  Leaves the machine
@@ -269,6 +271,17 @@ while read -r sec page; do
 	fi
 done <<<"$pages"
 
+# ---------------------------------------------------------------- root on cor
+# Debian's initramfs with the installed hook boots root=/dev/mapper/vmroot
+# (its own lines; its FAILED lines count here)
+rb_rc=0
+scripts/rootboot-test.sh "${kver_of[@]}" </dev/null >"$logs/rootboot.log" 2>&1 || rb_rc=$?
+grep -E '^(ok |FAILED |  )' "$logs/rootboot.log" || true	# with a console tail
+n=$(grep -c '^FAILED ' "$logs/rootboot.log" || true)
+failed=$((failed + n))
+if [ "$rb_rc" -ne 0 ] && [ "$n" -eq 0 ]; then
+	bad "scripts/rootboot-test.sh exited $rb_rc (log: $logs/rootboot.log)"
+fi
 
 # ---------------------------------------------------------------- purge
 t0=$(date +%s)
