@@ -90,7 +90,11 @@ cleanup() {
 	local p
 
 	for p in "${vm_pid[@]}"; do	# vm-run.sh stops its VM on TERM
-		kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null
+		# not an && list ending in wait: under set -e a VM that exits
+		# non-zero on TERM would end the cleanup before the purge
+		if kill -TERM "$p" 2>/dev/null; then
+			wait "$p" 2>/dev/null || true
+		fi
 	done
 	if [ "$purged" = 0 ]; then
 		echo "(cleanup: purging the packages)"
