@@ -32,6 +32,8 @@ REGION=64			# sectors (32 KiB)
 cor_setup_devs 32M 32M 1M || cor_bail "cannot create the test devices"
 slice_create small_dest 1 16M || cor_bail "cannot create a small destination"
 slice_create small_meta 2 8K || cor_bail "cannot create a small metadata device"
+# earlier tests of the boot leave data on the disks
+zero_dev "$(dm_path small_meta)" || cor_bail "cannot zero the small metadata device"
 stamp_origin || cor_bail "cannot stamp the origin"
 NAME=$(dm_name cor)
 SMALL_DEST=$(dm_path small_dest)

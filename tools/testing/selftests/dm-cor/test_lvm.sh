@@ -142,13 +142,15 @@ st_lvs_under()
 	local pv vg=${VG}a
 
 	use_devices_file 0
-	# a whole disk: a slice would show its PV label on the disk too
+	# a whole disk: a slice would show its PV label on the disk too;
+	# earlier tests of the boot may have left a filesystem on it
 	pv=$(cor_disk 3) || { fail "no fourth scratch disk"; return; }
-	lvm_cmd pvcreate -q "$pv" && lvm_cmd vgcreate -q "$vg" "$pv" &&
-		lvm_cmd lvcreate -q -L 40M -n origin "$vg" &&
-		lvm_cmd lvcreate -q -L 40M -n dest "$vg" &&
-		lvm_cmd lvcreate -q -L 4M -n meta "$vg" || return
-	mkfs.ext4 -q "/dev/$vg/origin" && mount "/dev/$vg/origin" "$MNT" && files_make "$MNT" &&
+	dd if=/dev/zero of="$pv" bs=1M count=4 oflag=direct status=none
+	lvm_cmd pvcreate -q -y -ff "$pv" && lvm_cmd vgcreate -q "$vg" "$pv" &&
+		lvm_cmd lvcreate -q -y -Wy -L 40M -n origin "$vg" &&
+		lvm_cmd lvcreate -q -y -Wy -L 40M -n dest "$vg" &&
+		lvm_cmd lvcreate -q -y -Wy -L 4M -n meta "$vg" || return
+	mkfs.ext4 -q -F "/dev/$vg/origin" && mount "/dev/$vg/origin" "$MNT" && files_make "$MNT" &&
 		umount "$MNT" || { fail "cannot make the origin's filesystem"; return; }
 	dd if=/dev/zero of="/dev/$vg/meta" bs=4K count=2 oflag=direct status=none
 	printf '%s /dev/%s/origin /dev/%s/dest /dev/%s/meta format,region-size=64k\n' \
@@ -180,10 +182,11 @@ st_vg_on_top()
 	printf '%s %s %s %s format\n' "$NAME" "$(dm_path origin_b)" "$(dm_path dest_b)" \
 		"$(dm_path meta_b)" >"$CORTAB"
 	corctl activate --cortab "$CORTAB" || return
-	lvm_cmd pvcreate -q "/dev/mapper/$NAME" && lvm_cmd vgcreate -q "$vg" "/dev/mapper/$NAME" &&
-		lvm_cmd lvcreate -q -L 32M -n data "$vg" || return
+	lvm_cmd pvcreate -q -y -ff "/dev/mapper/$NAME" &&
+		lvm_cmd vgcreate -q "$vg" "/dev/mapper/$NAME" &&
+		lvm_cmd lvcreate -q -y -Wy -L 32M -n data "$vg" || return
 	one_pv "$vg" "/dev/mapper/$NAME"
-	mkfs.ext4 -q "/dev/$vg/data" && mount "/dev/$vg/data" "$MNT" && files_make "$MNT" ||
+	mkfs.ext4 -q -F "/dev/$vg/data" && mount "/dev/$vg/data" "$MNT" && files_make "$MNT" ||
 		{ fail "cannot make the filesystem"; return; }
 	cor_message "$NAME" hydration start || fail "hydration start"
 	wait_hydrated "$NAME" "$(cor_status_field "$NAME" total_regions)" ||
@@ -209,9 +212,9 @@ st_pv_migration()
 		slice_create meta_c 2 1M || return
 	origin=$(dm_path origin_c)
 	zero_dev "$(dm_path meta_c)" || return
-	lvm_cmd pvcreate -q "$origin" && lvm_cmd vgcreate -q "$vg" "$origin" &&
-		lvm_cmd lvcreate -q -L 40M -n data "$vg" || return
-	mkfs.ext4 -q "/dev/$vg/data" && mount "/dev/$vg/data" "$MNT" && files_make "$MNT" &&
+	lvm_cmd pvcreate -q -y -ff "$origin" && lvm_cmd vgcreate -q "$vg" "$origin" &&
+		lvm_cmd lvcreate -q -y -Wy -L 40M -n data "$vg" || return
+	mkfs.ext4 -q -F "/dev/$vg/data" && mount "/dev/$vg/data" "$MNT" && files_make "$MNT" &&
 		umount "$MNT" || { fail "cannot make the filesystem"; return; }
 	lvm_cmd vgchange -an "$vg" || return
 	sum=$(sha256sum <"$origin")
