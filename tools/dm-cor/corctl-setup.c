@@ -150,18 +150,30 @@ struct holder {
 
 typedef int (*holder_fn_t)(void *ctx, const struct holder *h);
 
-/* Whether the first device of a table's parameters (a cor origin, a linear device) is @rdev */
+/*
+ * Whether word @n (0-based) of a table's parameters is the device @rdev:
+ * a cor table's origin (0) and destination (1), a linear table's device (0)
+ */
+static bool table_dev_is(const char *params, unsigned int n, dev_t rdev)
+{
+	char word[PATH_MAX];
+	unsigned int ma, mi, i;
+	struct stat st;
+	int len;
+
+	for (i = 0; i <= n; i++) {
+		if (sscanf(params, "%4095s%n", word, &len) != 1)
+			return false;
+		params += len;
+	}
+	if (sscanf(word, "%u:%u", &ma, &mi) == 2)
+		return makedev(ma, mi) == rdev;
+	return !stat(word, &st) && S_ISBLK(st.st_mode) && st.st_rdev == rdev;
+}
+
 static bool first_dev_is(const char *params, dev_t rdev)
 {
-	char first[PATH_MAX];
-	unsigned int ma, mi;
-	struct stat st;
-
-	if (sscanf(params, "%4095s", first) != 1)
-		return false;
-	if (sscanf(first, "%u:%u", &ma, &mi) == 2)
-		return makedev(ma, mi) == rdev;
-	return !stat(first, &st) && S_ISBLK(st.st_mode) && st.st_rdev == rdev;
+	return table_dev_is(params, 0, rdev);
 }
 
 static void describe_holder(const char *sysname, dev_t held, struct holder *h)
@@ -760,7 +772,8 @@ static int check_existing(const struct setup *s, const struct dm_info *info)
 	if (get_table(&d, &type, &params, &len, &nr))
 		return -1;
 	if (nr == 1 && !strcmp(type, "cor") && !open_blockdev(&o, "origin", s->origin) &&
-	    !open_blockdev(&dst, "destination", s->dest) && first_dev_is(params, o.rdev)) {
+	    !open_blockdev(&dst, "destination", s->dest) && first_dev_is(params, o.rdev) &&
+	    table_dev_is(params, 1, dst.rdev)) {
 		printf("%s: already active\n", s->name);
 		r = 0;
 	} else if (nr == 1 && !strcmp(type, "linear") &&
