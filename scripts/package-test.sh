@@ -177,6 +177,14 @@ declare -A ko_of=()
 for k in "${kernels[@]}"; do
 	kver=${kver_of[$k]}
 	st=$(dkms status -m dm-cor -v "$version" -k "$kver" 2>/dev/null || true)
+	# dkms 3.0 builds at install for the running and the newest kernel
+	# only (all of them when the running one is not installed): a kernel
+	# it skipped is built the way an admin would, with dkms install
+	if [[ $st != *": installed"* ]] &&
+	   dkms install "dm-cor/$version" -k "$kver" >>"$logs/dkms-install.log" 2>&1; then
+		echo "note    DKMS skipped $kver at install; built with dkms install -k $kver"
+		st=$(dkms status -m dm-cor -v "$version" -k "$kver" 2>/dev/null || true)
+	fi
 	if [[ $st == *": installed"* ]]; then
 		ok "dkms status on $kver: $st"
 	else
