@@ -68,7 +68,7 @@ declare -A debug_secs=(
 	[test_flush.sh]=99 [test_status.sh]=136 [test_corctl.sh]=111
 	[test_tools.sh]=63 [test_hydration.sh]=659 [test_stacking.sh]=66
 	[test_replay.sh]=300 [test_metadata.sh]=530 [test_fsreplay.sh]=150
-	[test_cortab.sh]=55 [test_lvm.sh]=75
+	[test_cortab.sh]=45 [test_lvm.sh]=72
 )
 
 # spread_tests N TEST...: print N lines of tests, the longest placed first,
