@@ -264,12 +264,13 @@ st_systemd_verify()
 	out=$(cd "$TMP/units" && timeout 120 systemd-analyze verify --man=no \
 		./dm-cor@vm-1.service ./dm-cor@net.service 2>&1)
 	rc=$?
-	if [ $rc -ne 0 ] && grep -qiE 'Failed to (initialize|set up|connect)|Operation not permitted' <<<"$out"; then
-		skip "systemd-analyze cannot run here: $(head -n 1 <<<"$out")"
-		return
+	# complaints about the generated units fail; a systemd-analyze that
+	# cannot run in this environment at all skips
+	if grep -q 'dm-cor@' <<<"$out"; then
+		fail "systemd-analyze verify (exit $rc): $out"
+	elif [ $rc -ne 0 ] || [ -n "$out" ]; then
+		skip "systemd-analyze verify cannot run here (exit $rc): $(head -n 1 <<<"$out")"
 	fi
-	[ $rc -eq 0 ] || fail "systemd-analyze verify exit $rc: $out"
-	[ -z "$out" ] || fail "systemd-analyze verify complains: $out"
 }
 
 run "metadata-size: the format's layout, units, bad arguments" st_metadata_size
