@@ -26,15 +26,10 @@ kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
 logs=build/package-test
 debs=build/deb
-t_start=$(date +%s)
-failed=0
+CHECKS_NAME="package test"
+# shellcheck source=scripts/lib-checks.sh
+. scripts/lib-checks.sh
 
-ok() { echo "ok      $*"; }
-bad() { echo "FAILED  $*"; failed=$((failed + 1)); }
-# the last line (the EXIT trap prints it, after the cleanup)
-# shellcheck disable=SC2317
-summary() { echo "package test: $failed failed ($(($(date +%s) - t_start)) s)"; }
-finish() { exit $((failed > 0)); }
 
 # installed PKG: dpkg knows PKG in any state but "not installed"
 installed() {
@@ -56,14 +51,7 @@ if [ -n "$(dkms status -m dm-cor 2>/dev/null)" ]; then
 	bad "dm-cor is in the DKMS tree already (dkms status -m dm-cor): remove it first"
 	finish
 fi
-declare -A kver_of=()
-for k in "${kernels[@]}"; do
-	kver=$(scripts/vm-run.sh --kernel "$k" --print-kver 2>/dev/null) || {
-		bad "no kernel $k in /boot"
-		finish
-	}
-	kver_of[$k]=$kver
-done
+resolve_kernels "${kernels[@]}"
 rm -rf "$logs"
 mkdir -p "$logs"
 

@@ -44,14 +44,10 @@ tools=${COR_TOOLS_DIR:-/usr/sbin}
 cortab=/etc/cortab
 saved=/etc/cortab.rootboot-test
 boot_timeout=300
-t_start=$(date +%s)
-failed=0
+CHECKS_NAME="rootboot test"
+# shellcheck source=scripts/lib-checks.sh
+. scripts/lib-checks.sh
 
-ok() { echo "ok      $*"; }
-bad() { echo "FAILED  $*"; failed=$((failed + 1)); }
-# shellcheck disable=SC2317	# run by the EXIT trap
-summary() { echo "rootboot test: $failed failed ($(($(date +%s) - t_start)) s)"; }
-finish() { exit $((failed > 0)); }
 
 # ---------------------------------------------------------------- setup
 [ "$(id -u)" -eq 0 ] || { bad "must run as root (writes /etc/cortab)"; finish; }
@@ -63,14 +59,7 @@ for t in mkinitramfs lsinitramfs mke2fs qemu-system-x86_64 "$tools/cor_check" \
 	"$tools/cor_dump" /usr/sbin/corctl /usr/share/initramfs-tools/hooks/dm-cor; do
 	command -v "$t" >/dev/null || { bad "$t missing (are the packages installed?)"; finish; }
 done
-declare -A kver_of=()
-for k in "${kernels[@]}"; do
-	kver=$(scripts/vm-run.sh --kernel "$k" --print-kver 2>/dev/null) || {
-		bad "no kernel $k in /boot"
-		finish
-	}
-	kver_of[$k]=$kver
-done
+resolve_kernels "${kernels[@]}"
 rm -rf "$logs"
 mkdir -p "$logs"
 
