@@ -1031,7 +1031,7 @@ static void print_version(void)
 	char lib[64] = "unknown";
 
 	dm_get_library_version(lib, sizeof(lib));
-	printf("corctl %s (dm-cor tools, libdevmapper %s)\n", CORCTL_VERSION, lib);
+	printf("corctl %s (dm-cor tools, libdevmapper %s)\n", COR_TOOLS_VERSION, lib);
 }
 
 /*

@@ -17,8 +17,6 @@
 
 #include "cor-meta.h"	/* cor_printf() */
 
-#define CORCTL_VERSION "0.2.0"
-
 #ifndef DM_NAME_LEN
 #define DM_NAME_LEN	128
 #endif

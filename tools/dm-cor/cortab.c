@@ -118,8 +118,9 @@ static const char *one_option(char *word, struct cortab_options *opt, char *why,
 	return why;
 }
 
-const char *cortab_parse_options(const char *field, struct cortab_options *opt,
-				 char *why, size_t len)
+/* Parse one OPTIONS field into @opt: NULL, or why it is wrong */
+static const char *parse_options(const char *field, struct cortab_options *opt, char *why,
+				 size_t len)
 {
 	char *copy, *word, *save = NULL;
 	const char *bad = NULL;
@@ -207,7 +208,7 @@ static void parse_line(struct cortab_entry *e, char *line)
 	}
 	if (e->error)
 		return;
-	bad = cortab_parse_options(e->options, &e->opt, why, sizeof(why));
+	bad = parse_options(e->options, &e->opt, why, sizeof(why));
 	if (bad)
 		set_error(e, "%s", bad);
 	else if (!strcmp(e->metadata, "-") && !e->opt.read_only)

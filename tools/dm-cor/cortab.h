@@ -69,11 +69,4 @@ struct cortab_entry *cortab_find(struct cortab *tab, const char *name);
 /* Whether @name is a name device-mapper and the generator accept */
 bool cortab_valid_name(const char *name);
 
-/*
- * Parse one OPTIONS field into @opt.  Returns NULL, or why it is wrong
- * (a static string, or one written to @why).
- */
-const char *cortab_parse_options(const char *field, struct cortab_options *opt,
-				 char *why, size_t len);
-
 #endif /* COR_CORTAB_H */
